@@ -1,0 +1,34 @@
+"""Test-session set-up.
+
+The CPU is split into two logical devices before TensorFlow initialises them, so that
+multi-replica code can be tested under MirroredStrategy without accelerators. Tests that
+do not name a strategy run on the first logical device as usual.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture
+def two_cpu_strategy():
+  """MirroredStrategy over the two logical CPU devices."""
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+  """Each test starts from float32, a clean Keras session and fixed seeds."""
+  tf.keras.mixed_precision.set_global_policy("float32")
+  tf.keras.backend.clear_session()
+  tf.keras.utils.set_random_seed(1234)
+  np.random.seed(1234)
+  yield
+  tf.keras.mixed_precision.set_global_policy("float32")
