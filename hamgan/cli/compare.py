@@ -1,0 +1,49 @@
+"""hamgan-compare: one table and one plot over several training runs.
+
+Usage: hamgan-compare RUN_DIR [RUN_DIR ...] --out=DIR
+
+Each RUN_DIR is the --model_dir of a hamgan-train run (local or gs://). Writes
+DIR/comparison.md (runs beside the paper's quoted figures), DIR/comparison.json
+(the same rows) and DIR/fid_vs_step.png. FID/IS columns are per evaluation
+protocol, so numbers measured differently are never ranked together.
+"""
+import logging
+import sys
+
+from absl import app
+from absl import flags
+
+from hamgan import reporting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Folder for comparison.md, comparison.json and "
+                    "fid_vs_step.png (created if missing; local or gs://).")
+
+
+def main(argv):
+  run_dirs = argv[1:]
+  if FLAGS.out is None:
+    raise app.UsageError("--out is required: the folder to write comparison.md, "
+                         "comparison.json and fid_vs_step.png into (e.g. --out=runs/compare).")
+  logging.getLogger("hamgan.reporting").setLevel(logging.INFO)
+  try:
+    reports = reporting.write_comparison(run_dirs, FLAGS.out)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  warned = sum(len(r.warnings) for r in reports)
+  print(f"hamgan-compare: {len(reports)} runs -> {FLAGS.out}/comparison.md, "
+        f"comparison.json, fid_vs_step.png ({warned} warnings)", file=sys.stdout)
+
+
+def run():
+  """Console entry point; --help shows this module's usage and flags."""
+  main_module = sys.modules["__main__"]
+  if not getattr(main_module, "__doc__", None):
+    main_module.__doc__ = __doc__
+  for name in ("out",):
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
