@@ -1,0 +1,397 @@
+"""Attention context modules: SAGAN self-attention and YLG local attention.
+
+These are the baselines that the Hamburger is compared against (DESIGN.md 3.5,
+3.6 and 8), plus the paper's Table-3 full non-local block for the benchmark.
+
+* `SelfAttention` (SAGAN): queries at every pixel, keys and values max-pooled
+  2x2, one head, `x + sigma * o` with sigma initialised to 0.
+* `LocalAttention` (YLG, "Your Local GAN"): the same block split into heads
+  whose logits get additive sparse masks. The masks are 1-D sparse-transformer
+  patterns laid on the key grid along the Manhattan enumeration (ESA), so that
+  neighbouring positions of the 1-D pattern stay neighbours in 2-D.
+* `FullSelfAttention`: C -> C query, key and value projections, no pooling, an
+  N x N attention map; only the benchmark uses it (`sa_full`).
+
+The mask helpers (`manhattan_order`, `ylg_masks`, `query_masks`) are pure NumPy
+so they can be checked on their own and are computed once per layer in `build`.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from hamgan.layers.spectral_norm import SNConv2D
+
+# Additive logit bias of a masked (query, key) pair, as in the YLG reference.
+MASK_VALUE = -1000.0
+
+ALIGNS = ("cell", "raster")
+
+# The four 1-D patterns, in the head order of the YLG reference for 8 heads:
+# heads 0-3 right-to-left, heads 4-7 left-to-right.
+_RIGHT_PATTERNS = ("right_floor", "right_repetitive")
+_LEFT_PATTERNS = ("left_floor", "left_repetitive")
+
+
+def manhattan_order(h, w):
+  """Cells of an (h, w) grid in ESA order: by i + j, ties by increasing i.
+
+  Returns an int array of shape (h * w, 2) whose row k is the (i, j) cell with
+  1-D index k; e.g. a 4x4 grid starts (0,0), (0,1), (1,0), (0,2), (1,1), (2,0).
+  """
+  h, w = int(h), int(w)
+  if h < 1 or w < 1:
+    raise ValueError(f"manhattan_order(h={h}, w={w}): expected a grid of at least 1x1 "
+                     "cells; pass positive sizes.")
+  cells = [(i, j) for i in range(h) for j in range(w)]
+  cells.sort(key=lambda c: (c[0] + c[1], c[0]))
+  return np.asarray(cells, dtype=np.int64).reshape(h * w, 2)
+
+
+def stride_for(n):
+  """The YLG stride of a pattern over n positions: floor(sqrt(n))."""
+  return max(1, int(math.isqrt(int(n))))
+
+
+def pattern_1d(name, n, stride=None):
+  """One 1-D sparse pattern as an (n, n) 0/1 float32 array, [row, col] = row sees col.
+
+  left_floor:        row r sees r - r % s .. r (its block, up to itself).
+  right_floor:       the transpose of left_floor (its block, from itself on).
+  left_repetitive:   columns c with c % s == s - 1, plus r itself.
+  right_repetitive:  columns c with c % s == 0, plus r itself.
+  """
+  n = int(n)
+  s = stride_for(n) if stride is None else int(stride)
+  r = np.arange(n)[:, None]
+  c = np.arange(n)[None, :]
+  if name == "left_floor":
+    mask = (c >= r - r % s) & (c <= r)
+  elif name == "right_floor":
+    mask = (r >= c - c % s) & (r <= c)
+  elif name == "left_repetitive":
+    mask = (c % s == s - 1) | (c == r)
+  elif name == "right_repetitive":
+    mask = (c % s == 0) | (c == r)
+  else:
+    raise ValueError(f"pattern_1d: unknown pattern {name!r}; expected one of "
+                     f"{_RIGHT_PATTERNS + _LEFT_PATTERNS}.")
+  return mask.astype(np.float32)
+
+
+def head_patterns(heads=8):
+  """Pattern names per head: first half right-to-left, second half left-to-right.
+
+  Within each half the floor and repetitive patterns alternate, which for 8
+  heads gives the YLG order RF, RR, RF, RR, LF, LR, LF, LR.
+  """
+  heads = _check_heads(heads)
+  half = heads // 2
+  return ([_RIGHT_PATTERNS[k % 2] for k in range(half)] +
+          [_LEFT_PATTERNS[k % 2] for k in range(half)])
+
+
+def _check_heads(heads):
+  if isinstance(heads, bool) or int(heads) != heads or heads < 2 or heads % 2:
+    raise ValueError(f"heads={heads!r}: expected a positive even integer (half the heads "
+                     "are right-to-left, half left-to-right); the YLG default is 8.")
+  return int(heads)
+
+
+def ylg_masks(grid_h, grid_w, heads=8):
+  """YLG masks over the key grid, shape (heads, n_k, n_k), float32 0/1.
+
+  n_k = grid_h * grid_w. The 1-D pattern of each head is laid along the
+  Manhattan enumeration (ESA) and mapped back to raster indices of the grid:
+  mask[h, raster(a), raster(b)] = pattern_h[rank(a), rank(b)], where raster(i, j)
+  = i * grid_w + j and rank is the cell's position in `manhattan_order`. Row q
+  is the mask of a query that sits on cell q of the key grid.
+  """
+  grid_h, grid_w = int(grid_h), int(grid_w)
+  order = manhattan_order(grid_h, grid_w)
+  n = grid_h * grid_w
+  raster = order[:, 0] * grid_w + order[:, 1]  # raster index of the k-th ESA cell
+  masks = np.zeros((len(head_patterns(heads)), n, n), np.float32)
+  for h, name in enumerate(head_patterns(heads)):
+    masks[h][np.ix_(raster, raster)] = pattern_1d(name, n)
+  return masks
+
+
+def query_masks(height, width, heads=8, align="cell"):
+  """Masks of every query pixel of an (height, width) map: (heads, H*W, n_k).
+
+  Keys live on the (height/2, width/2) grid. align="cell": pixel (i, j) uses
+  the row of its own downsampled cell (i // 2, j // 2) (our default).
+  align="raster": the (n_k, n_k) grid mask is tiled over consecutive raster
+  blocks of n_k queries, so pixel q = i * width + j uses row q % n_k, which is
+  another cell's row (what the public YLG code does).
+  This materialises the full mask and is meant for inspection and tests; the
+  layer applies the same masks by broadcasting the (heads, n_k, n_k) array.
+  """
+  height, width = _check_even_grid(height, width, "query_masks")
+  if align not in ALIGNS:
+    raise ValueError(f"align={align!r}: expected one of {ALIGNS}.")
+  gh, gw = height // 2, width // 2
+  grid = ylg_masks(gh, gw, heads)
+  i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  if align == "cell":
+    rows = (i // 2) * gw + (j // 2)
+  else:
+    rows = (i * width + j) % (gh * gw)
+  return grid[:, rows.reshape(-1), :]
+
+
+def _check_even_grid(height, width, who):
+  for name, value in (("height", height), ("width", width)):
+    if value is None:
+      raise ValueError(f"{who}: {name} is unknown (None); expected a static spatial size "
+                       "(build the model with a fixed height and width).")
+    if int(value) < 2 or int(value) % 2:
+      raise ValueError(f"{who}: {name}={value} is odd or below 2; expected an even size "
+                       "because keys and values are max-pooled 2x2. Place the module at "
+                       "an even resolution.")
+  return int(height), int(width)
+
+
+def _check_input_shape(layer, shape, multiple, even=True):
+  """Validates an NHWC input shape and returns (H, W, C) with H, W possibly None."""
+  shape = tf.TensorShape(shape)
+  if shape.rank != 4:
+    raise ValueError(f"{layer.name}: input shape {shape} is not 4-D; expected NHWC "
+                     "(batch, height, width, channels). Reshape the feature map.")
+  h, w, c = shape[1], shape[2], shape[3]
+  if c is None or c % multiple:
+    raise ValueError(f"{layer.name}: channels={c}; expected a known multiple of {multiple} "
+                     f"({type(layer).__name__} splits channels into C/8 and C/2 "
+                     "projections). Change the width of the feature map.")
+  for name, value in (("height", h), ("width", w)):
+    if even and value is not None and value % 2:
+      raise ValueError(f"{layer.name}: {name}={value} is odd; expected an even size "
+                       "because keys and values are max-pooled 2x2. Place the module at "
+                       "an even resolution.")
+  return h, w, c
+
+
+def _sn1x1(filters, name, policy):
+  """Exactly spectrally normalised 1x1 conv without bias (the SAGAN reference)."""
+  return SNConv2D(filters, 1, use_bias=False, exact=True, name=name, dtype=policy)
+
+
+def _pool(x):
+  return tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+
+
+class _AttentionBase(tf.keras.layers.Layer):
+  """Shared plumbing: the residual scale sigma and the context-module call signature."""
+
+  _channel_multiple = 8
+  _pools = True  # keys and values are max-pooled 2x2, so H and W must be even
+
+  def _check(self, x):
+    return _check_input_shape(self, x.shape, self._channel_multiple, self._pools)
+
+  def _add_sigma(self):
+    # Residual scale, 0 at init so the block starts as the identity.
+    self.sigma = self.add_weight(name="sigma", shape=(), initializer="zeros",
+                                 trainable=True)
+
+  def call(self, x, y=None, training=None):
+    """Returns x + sigma * attention(x); y (labels) is accepted and ignored."""
+    del y
+    out, _ = self._attend(x, training)
+    return x + tf.cast(self.sigma, x.dtype) * out
+
+  def attention_map(self, x, training=False):
+    """The softmax attention weights (float32), for inspection and tests."""
+    if not self.built:
+      self.build(x.shape)
+    x = tf.cast(x, self.compute_dtype)
+    return self._attend(x, training)[1]
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape)
+
+
+class SelfAttention(_AttentionBase):
+  """SAGAN self-attention (DESIGN.md 3.5).
+
+  theta = SN1x1(x, C/8); phi = maxpool(SN1x1(x, C/8)); g = maxpool(SN1x1(x, C/2));
+  attn = softmax(theta phi^T) over the N/4 keys; o = SN1x1(attn g, C);
+  returns x + sigma * o. The 1x1 convs have no bias and exact spectral norm;
+  the logits are put in float32 for the softmax under mixed precision.
+  """
+
+  def build(self, input_shape):
+    _, _, c = _check_input_shape(self, input_shape, self._channel_multiple)
+    policy = self.dtype_policy
+    self.theta = _sn1x1(c // 8, "theta", policy)
+    self.phi = _sn1x1(c // 8, "phi", policy)
+    self.g = _sn1x1(c // 2, "g", policy)
+    self.o = _sn1x1(c, "o", policy)
+    shape = tf.TensorShape(input_shape)
+    for conv in (self.theta, self.phi, self.g):
+      conv.build(shape)
+    self.o.build(shape[:-1].concatenate([c // 2]))
+    self._add_sigma()
+    super().build(input_shape)
+
+  def _attend(self, x, training):
+    self._check(x)
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[-1]
+    n, n_k = h * w, (h // 2) * (w // 2)
+    theta = tf.reshape(self.theta(x, training=training), [b, n, c // 8])  # (B, N, C/8)
+    phi = tf.reshape(_pool(self.phi(x, training=training)), [b, n_k, c // 8])  # (B, N/4, C/8)
+    g = tf.reshape(_pool(self.g(x, training=training)), [b, n_k, c // 2])  # (B, N/4, C/2)
+    logits = tf.matmul(theta, phi, transpose_b=True)  # (B, N, N/4)
+    attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    out = tf.matmul(tf.cast(attn, g.dtype), g)  # (B, N, C/2)
+    out = tf.reshape(out, [b, h, w, c // 2])  # back to NHWC
+    return self.o(out, training=training), attn
+
+
+class LocalAttention(_AttentionBase):
+  """YLG local sparse attention (DESIGN.md 3.6 and 8).
+
+  The SAGAN block split into `heads` heads (theta and phi C/8, g C/2, each
+  split evenly), logits theta phi^T per head without 1/sqrt(d), plus
+  (1 - mask) * -1000, softmax over the (H/2)*(W/2) keys, heads concatenated
+  back to C/2 (channel k belongs to head k // (C/2/heads)), SN1x1 to C, and
+  x + sigma * o. Parameters are the same as SAGAN's.
+
+  Masks (`ylg_masks`): heads 0..heads/2-1 right-to-left (RightFloor,
+  RightRepetitive, ...), the others left-to-right (LeftFloor, LeftRepetitive,
+  ...), laid on the key grid in Manhattan (ESA) order with stride
+  floor(sqrt(n_k)). Query alignment:
+    align="cell" (default): pixel (i, j) uses the mask row of its own
+      downsampled cell (i // 2, j // 2), so "what a pixel may see" follows its
+      position in the image.
+    align="raster": the public YLG code's layout; the (n_k, n_k) mask is
+      tiled over consecutive raster blocks of n_k queries, and pixel
+      q = i * W + j uses row q % n_k (another cell's row).
+  The masks are NumPy constants made once in `build`; the layer needs a static
+  height and width. The cost is a dense masked attention, as in the reference.
+  """
+
+  def __init__(self, heads=8, align="cell", **kwargs):
+    super().__init__(**kwargs)
+    self.heads = _check_heads(heads)
+    if align not in ALIGNS:
+      raise ValueError(f"LocalAttention align={align!r}: expected one of {ALIGNS} "
+                       "('cell' aligns each query with its own downsampled cell).")
+    self.align = align
+    self._channel_multiple = 8 * self.heads
+
+  def build(self, input_shape):
+    h, w, c = _check_input_shape(self, input_shape, self._channel_multiple)
+    h, w = _check_even_grid(h, w, self.name)
+    policy = self.dtype_policy
+    self.theta = _sn1x1(c // 8, "theta", policy)
+    self.phi = _sn1x1(c // 8, "phi", policy)
+    self.g = _sn1x1(c // 2, "g", policy)
+    self.o = _sn1x1(c, "o", policy)
+    shape = tf.TensorShape(input_shape)
+    for conv in (self.theta, self.phi, self.g):
+      conv.build(shape)
+    self.o.build(shape[:-1].concatenate([c // 2]))
+    self._add_sigma()
+    self._grid = (h // 2, w // 2)
+    # Additive logit bias per (head, key-grid query cell, key): 0 or -1000.
+    self._bias = (1.0 - ylg_masks(h // 2, w // 2, self.heads)) * MASK_VALUE
+    super().build(input_shape)
+
+  def _to_blocks(self, t):
+    """(B, H, W, c) -> (B, 4 * n_k, c): queries in blocks of n_k sharing one mask.
+
+    align="cell": block (di, dj) holds pixel (2 * ci + di, 2 * cj + dj) at row
+    ci * gw + cj, so each pixel meets the mask row of its own cell.
+    align="raster": plain raster order; block k holds pixels k*n_k .. k*n_k + n_k - 1.
+    """
+    gh, gw = self._grid
+    c = t.shape[-1]
+    if self.align == "cell":
+      t = tf.reshape(t, [-1, gh, 2, gw, 2, c])  # (B, ci, di, cj, dj, c)
+      t = tf.transpose(t, [0, 2, 4, 1, 3, 5])  # (B, di, dj, ci, cj, c)
+    return tf.reshape(t, [-1, 4 * gh * gw, c])
+
+  def _from_blocks(self, t):
+    """Inverse of `_to_blocks`: (B, 4 * n_k, c) -> (B, H, W, c)."""
+    gh, gw = self._grid
+    c = t.shape[-1]
+    if self.align == "cell":
+      t = tf.reshape(t, [-1, 2, 2, gh, gw, c])  # (B, di, dj, ci, cj, c)
+      t = tf.transpose(t, [0, 3, 1, 4, 2, 5])  # (B, ci, di, cj, dj, c)
+    return tf.reshape(t, [-1, 2 * gh, 2 * gw, c])
+
+  def _attend(self, x, training):
+    """Returns (o, attn) with attn (B, heads, 4, n_k, n_k) in block order."""
+    h, w, c = self._check(x)
+    if (h, w) != (2 * self._grid[0], 2 * self._grid[1]):
+      raise ValueError(f"{self.name}: input is {h}x{w} but the masks were built for "
+                       f"{2 * self._grid[0]}x{2 * self._grid[1]}; expected the same spatial "
+                       "size on every call. Build a new layer for another resolution.")
+    b = tf.shape(x)[0]
+    n_k, k = self._grid[0] * self._grid[1], self.heads
+    d, dg = c // 8 // k, c // 2 // k
+    theta = self._to_blocks(self.theta(x, training=training))  # (B, 4*n_k, C/8)
+    theta = tf.reshape(theta, [b, 4, n_k, k, d])  # (B, block, query, heads, d)
+    phi = tf.reshape(_pool(self.phi(x, training=training)), [b, n_k, k, d])
+    g = tf.reshape(_pool(self.g(x, training=training)), [b, n_k, k, dg])
+    logits = tf.einsum("bpqhd,bkhd->bhpqk", theta, phi)  # (B, heads, 4, n_k, n_k)
+    bias = tf.constant(self._bias[:, None], tf.float32)  # (heads, 1, n_k, n_k)
+    attn = tf.nn.softmax(tf.cast(logits, tf.float32) + bias, axis=-1)
+    out = tf.einsum("bhpqk,bkhd->bpqhd", tf.cast(attn, g.dtype), g)  # (B, 4, n_k, heads, dg)
+    out = self._from_blocks(tf.reshape(out, [b, 4 * n_k, c // 2]))  # heads concatenated, NHWC
+    return self.o(out, training=training), attn
+
+  def attention_map(self, x, training=False):
+    """Softmax weights (B, heads, H*W, n_k), float32, queries in raster order."""
+    attn = super().attention_map(x, training)
+    n_k = self._grid[0] * self._grid[1]
+    # (B, heads, 4, n_k, n_k) -> (B*heads, 4*n_k, n_k) -> un-permute the queries.
+    shape = tf.shape(attn)
+    flat = tf.reshape(attn, [-1, 4 * n_k, n_k])
+    raster = tf.reshape(self._from_blocks(flat), [shape[0], self.heads, 4 * n_k, n_k])
+    return raster
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(heads=self.heads, align=self.align)
+    return config
+
+
+class FullSelfAttention(_AttentionBase):
+  """The paper's Table-3 non-local block: C -> C projections, no pooling.
+
+  q, k, v = SN1x1(x, C) each; attn = softmax(q k^T) over all N pixels (an
+  N x N map); o = SN1x1(attn v, C); returns x + sigma * o. Only the module
+  benchmark uses it (`sa_full`), to compare against the paper's figures.
+  """
+
+  _channel_multiple = 1
+  _pools = False
+
+  def build(self, input_shape):
+    _, _, c = _check_input_shape(self, input_shape, 1, even=False)
+    policy = self.dtype_policy
+    self.query = _sn1x1(c, "query", policy)
+    self.key = _sn1x1(c, "key", policy)
+    self.value = _sn1x1(c, "value", policy)
+    self.o = _sn1x1(c, "o", policy)
+    shape = tf.TensorShape(input_shape)
+    for conv in (self.query, self.key, self.value, self.o):
+      conv.build(shape)
+    self._add_sigma()
+    super().build(input_shape)
+
+  def _attend(self, x, training):
+    self._check(x)
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[-1]
+    q = tf.reshape(self.query(x, training=training), [b, h * w, c])  # (B, N, C)
+    k = tf.reshape(self.key(x, training=training), [b, h * w, c])
+    v = tf.reshape(self.value(x, training=training), [b, h * w, c])
+    logits = tf.matmul(q, k, transpose_b=True)  # (B, N, N)
+    attn = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    out = tf.reshape(tf.matmul(tf.cast(attn, v.dtype), v), [b, h, w, c])  # NHWC
+    return self.o(out, training=training), attn
