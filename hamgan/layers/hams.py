@@ -1,0 +1,172 @@
+"""The hams: matrix decompositions that recover a low-rank global context.
+
+Each ham takes a batch of data matrices x of shape (B, D, N) (D channels, N pixels)
+and initial bases (B, D, R), runs K optimisation steps of its decomposition and
+returns (reconstruction (B, D, N), bases (B, D, R), coef (B, N, R)). The initial bases
+are an argument, not drawn inside, so the algorithms can be checked against a
+reference with the same start; `init_bases` draws them as the Hamburger layer does.
+
+Gradients (DESIGN.md 3.1): with `one_step=True` the K steps run on
+`tf.stop_gradient` inputs, so no tape or graph gradient records them and the backward
+pass costs the same for any K; only one final coefficient update (and the
+reconstruction) is differentiated. With `one_step=False` every step is
+back-propagated (the paper's BPTT ablation).
+
+Everything is batched matmul over (B, D, N) / (B, D, R) / (B, N, R) tensors: nothing is
+ever N x N, shapes may be dynamic in B, and the functions compile under XLA.
+"""
+import tensorflow as tf
+
+HAM_KINDS = ("nmf", "cd", "vq")
+
+
+def _l2n(v, axis):
+  """v / max(||v||, 1e-6) along `axis` (rsqrt of the clipped squared norm)."""
+  return tf.math.l2_normalize(v, axis=axis, epsilon=1e-12)
+
+
+def _check_steps(steps):
+  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+    raise ValueError(
+        f"steps={steps!r}: expected a non-negative Python int (the number of "
+        "decomposition iterations); pass e.g. steps=6.")
+
+
+def _check_inputs(x, bases):
+  if x.shape.rank != 3 or bases.shape.rank != 3:
+    raise ValueError(
+        f"x of shape {x.shape} and bases of shape {bases.shape}: expected x (B, D, N) "
+        "and bases (B, D, R); reshape NHWC features to (B*S, D, H*W) first.")
+  if x.dtype != bases.dtype:
+    raise ValueError(
+        f"x dtype {x.dtype.name} and bases dtype {bases.dtype.name} differ: expected "
+        "the same float dtype; cast both to float32 (the hams are fragile in low "
+        "precision).")
+
+
+def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
+  """Draws initial bases (batch, dim, rank), L2-normalised over dim.
+
+  NMF starts from Uniform[0, 1) (non-negative, as multiplicative updates need);
+  CD and VQ from N(0, 1). `batch` may be a tensor (dynamic batch). An int `seed`
+  makes the draw reproducible (stateless RNG); None draws fresh values every call.
+  """
+  if kind not in HAM_KINDS:
+    raise ValueError(
+        f"kind={kind!r}: expected one of {HAM_KINDS}; pick the ham whose bases to "
+        "draw.")
+  if isinstance(batch, int):
+    shape = [batch, dim, rank]
+  else:
+    shape = tf.stack([tf.cast(batch, tf.int32), dim, rank])  # dynamic batch
+  if seed is None:
+    if kind == "nmf":
+      b = tf.random.uniform(shape, dtype=dtype)
+    else:
+      b = tf.random.normal(shape, dtype=dtype)
+  else:
+    pair = tf.constant([seed, 0], dtype=tf.int64)
+    if kind == "nmf":
+      b = tf.random.stateless_uniform(shape, seed=pair, dtype=dtype)
+    else:
+      b = tf.random.stateless_normal(shape, seed=pair, dtype=dtype)
+  return _l2n(b, axis=1)
+
+
+def _nmf_coef_step(x, bases, coef, eps):
+  """Multiplicative update of coef: coef * (X^T B) / (coef (B^T B) + eps)."""
+  numer = tf.matmul(x, bases, transpose_a=True)  # (B, N, R)
+  denom = tf.matmul(coef, tf.matmul(bases, bases, transpose_a=True))  # (B, N, R)
+  return coef * numer / (denom + eps)
+
+
+def _nmf_bases_step(x, bases, coef, eps):
+  """Multiplicative update of bases: B * (X coef) / (B (coef^T coef) + eps)."""
+  numer = tf.matmul(x, coef)  # (B, D, R)
+  denom = tf.matmul(bases, tf.matmul(coef, coef, transpose_a=True))  # (B, D, R)
+  return bases * numer / (denom + eps)
+
+
+def nmf(x, bases, steps, one_step=True, eps=1e-6):
+  """Non-negative matrix factorisation X ~ bases coef^T by multiplicative updates.
+
+  x must be non-negative (the Hamburger layer applies the ReLU; none is applied
+  here). Coef starts as softmax(X^T bases) over R; each of the `steps` iterations
+  updates coef then bases; one more coef update carries the gradient.
+  """
+  _check_steps(steps)
+  _check_inputs(x, bases)
+  if one_step:
+    # Unrecorded iterations: the tape/graph never sees a path from x to these ops.
+    x_it, bases = tf.stop_gradient(x), tf.stop_gradient(bases)
+  else:
+    x_it = x
+  coef = tf.nn.softmax(tf.matmul(x_it, bases, transpose_a=True), axis=-1)
+  for _ in range(steps):
+    coef = _nmf_coef_step(x_it, bases, coef, eps)
+    bases = _nmf_bases_step(x_it, bases, coef, eps)
+  if one_step:
+    bases, coef = tf.stop_gradient(bases), tf.stop_gradient(coef)
+  coef = _nmf_coef_step(x, bases, coef, eps)
+  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
+  return recon, bases, coef
+
+
+def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6):
+  """Concept decomposition: spherical soft clustering, then a ridge solve for coef.
+
+  Each step assigns normalised pixels to the bases by a sharp softmax, normalises
+  the assignments per basis over N and sets each basis to the normalised weighted
+  sum of pixels. The final coef = X^T B (B^T B + beta I)^-1 carries the gradient.
+  """
+  _check_steps(steps)
+  _check_inputs(x, bases)
+  x_it = tf.stop_gradient(x) if one_step else x
+  bases = tf.stop_gradient(bases) if one_step else bases
+  xn = _l2n(x_it, axis=1)
+  for _ in range(steps):
+    coef = tf.nn.softmax(
+        tf.matmul(xn, bases, transpose_a=True) / temperature, axis=-1)  # (B, N, R)
+    coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
+    bases = _l2n(tf.matmul(x_it, coef), axis=1)  # (B, D, R)
+  if one_step:
+    bases = tf.stop_gradient(bases)
+  rank = tf.shape(bases)[-1]
+  gram = tf.matmul(bases, bases, transpose_a=True)  # (B, R, R), symmetric PD
+  gram += beta * tf.eye(rank, dtype=x.dtype)
+  chol = tf.linalg.cholesky(gram)
+  # coef^T = (B^T B + beta I)^-1 B^T X, shape (B, R, N).
+  coef_t = tf.linalg.cholesky_solve(chol, tf.matmul(bases, x, transpose_a=True))
+  coef = tf.transpose(coef_t, [0, 2, 1])  # (B, N, R)
+  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
+  return recon, bases, coef
+
+
+def _vq_assign(x, bases, temperature):
+  """softmax over R of cos(pixel, basis) / T, shape (B, N, R)."""
+  cos = tf.matmul(_l2n(x, axis=1), _l2n(bases, axis=1), transpose_a=True)
+  return tf.nn.softmax(cos / temperature, axis=-1)
+
+
+def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6):
+  """Vector quantisation by soft k-means with cosine similarity.
+
+  Each step soft-assigns pixels to bases and moves every basis to the
+  assignment-weighted mean of the pixels; the final assignment carries the gradient.
+  """
+  _check_steps(steps)
+  _check_inputs(x, bases)
+  x_it = tf.stop_gradient(x) if one_step else x
+  bases = tf.stop_gradient(bases) if one_step else bases
+  for _ in range(steps):
+    coef = _vq_assign(x_it, bases, temperature)
+    coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
+    bases = tf.matmul(x_it, coef)  # (B, D, R)
+  if one_step:
+    bases = tf.stop_gradient(bases)
+  coef = _vq_assign(x, bases, temperature)
+  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
+  return recon, bases, coef
+
+
+HAMS = {"nmf": nmf, "cd": cd, "vq": vq}
