@@ -53,7 +53,7 @@ class HamganDigits(tfds.core.GeneratorBasedBuilder):
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
             "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-            "index": tf.int32,
+            "index": np.int32,
         }),
         supervised_keys=("image", "label"),
         homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html",
