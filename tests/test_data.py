@@ -1,4 +1,5 @@
 """Tests of hamgan.data: shapes, ranges, labels and errors of every input pipeline."""
+import collections
 import os
 
 import gin
@@ -241,3 +242,19 @@ def test_shuffle_is_seeded_and_keeps_the_epoch(digits_dir):
       drop_remainder=False)])
   assert not np.array_equal(shuffled, ordered)
   np.testing.assert_array_equal(np.sort(shuffled), np.sort(ordered))
+
+
+def test_tfds_input_pipelines_read_disjoint_shares(digits_dir):
+  def image_keys(input_context):
+    ds = data.make_dataset("digits", "test", 32, 64, data_dir=digits_dir,
+                           shuffle=False, repeat=False, drop_remainder=False,
+                           input_context=input_context)
+    return [x.tobytes() for images, _ in ds for x in images.numpy()]
+  whole = collections.Counter(image_keys(None))
+  shares = [image_keys(tf.distribute.InputContext(
+      num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2))
+            for i in range(2)]
+  assert len(shares[0]) == len(shares[1]) == 148  # 297 // 2, remainder dropped
+  # Together the shares never hold an image more often than the split does.
+  together = collections.Counter(shares[0] + shares[1])
+  assert all(together[k] <= whole[k] for k in together)
