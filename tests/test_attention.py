@@ -269,6 +269,27 @@ def test_dynamic_batch(cls):
   np.testing.assert_allclose(fn(tf.constant(x[:1])).numpy(), whole[:1], rtol=1e-5, atol=1e-5)
 
 
+def test_mirrored_strategy_matches_one_device(two_cpu_strategy):
+  x = _x((4, 8, 8, 64), seed=6)
+  with two_cpu_strategy.scope():
+    layer = LocalAttention()
+    layer.build(tf.TensorShape([None, 8, 8, 64]))
+  layer.sigma.assign(0.5)
+  want = layer(tf.constant(x), training=False).numpy()
+  dist = two_cpu_strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensor_slices(x).batch(4))
+  per_replica = two_cpu_strategy.run(
+      tf.function(lambda t: layer(t, training=False)), args=(next(iter(dist)),))
+  got = np.concatenate([t.numpy() for t in two_cpu_strategy.experimental_local_results(
+      per_replica)])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # A training call keeps every replica's u identical.
+  two_cpu_strategy.run(tf.function(lambda t: layer(t, training=True)),
+                       args=(next(iter(dist)),))
+  us = [u.numpy() for u in layer.theta.u.values]
+  np.testing.assert_array_equal(us[0], us[1])
+
+
 @pytest.mark.parametrize("cls", [SelfAttention, LocalAttention])
 def test_mixed_bfloat16_close_to_float32(cls):
   x = tf.constant(_x(seed=4))
