@@ -258,3 +258,26 @@ def test_tfds_input_pipelines_read_disjoint_shares(digits_dir):
   # Together the shares never hold an image more often than the split does.
   together = collections.Counter(shares[0] + shares[1])
   assert all(together[k] <= whole[k] for k in together)
+
+
+def test_folder_split_layout(tmp_path):
+  greys = {"train": (20, 40), "test": (200, 220)}  # per class a, b
+  for split, (grey_a, grey_b) in greys.items():
+    for cls, grey in (("a", grey_a), ("b", grey_b)):
+      os.makedirs(tmp_path / split / cls)
+      _write_image(str(tmp_path / split / cls / "x.png"),
+                   np.full((6, 9, 3), grey, np.uint8))
+  name = "folder:" + str(tmp_path)
+  info = data.dataset_info(name)
+  assert (info.num_classes, info.eval_split) == (2, "test")
+  for split, want in greys.items():
+    ds = data.make_dataset(name, split, 4, 2, shuffle=False, repeat=False)
+    images, labels = next(iter(ds))
+    got = np.round((images.numpy()[:, 0, 0, 0] + 1) * 127.5)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(labels.numpy(), [0, 1])
+  with pytest.raises(ValueError, match="Split 'val' not found"):
+    data.make_dataset(name, "val", 4, 2)
+  flat = tmp_path / "test"  # On its own a flat folder: classes a and b.
+  with pytest.raises(ValueError, match="only the split 'train'"):
+    data.make_dataset("folder:" + str(flat), "test", 4, 2)

@@ -1,10 +1,10 @@
 """A folder of images with one sub-folder per class, as a data set.
 
-Layout: `root/<class>/<image>` (png, jpeg, bmp or gif). Class ids are the sorted
-sub-folder names, so every host and every run agrees on them. A split other than
-`train` reads `root/<split>/<class>/<image>`; `train` reads `root/train/...` when that
-folder exists and `root/...` otherwise. Paths go through tf.io.gfile, so `gs://`
-buckets work as well as local folders.
+Layout: `root/<class>/<image>` (png, jpeg, bmp or gif), read as the split `train`.
+With splits: `root/train/<class>/<image>` plus e.g. `root/test/<class>/<image>`; a
+`root/train` folder switches to this layout. Class ids are the sorted sub-folder names
+(hidden folders skipped), so every host and every run agrees on them. Paths go through
+tf.io.gfile, so `gs://` buckets work as well as local folders.
 """
 import os
 
@@ -32,21 +32,32 @@ def split_root(root, split):
     raise ValueError(
         f"Image folder {root!r} does not exist or is not a directory; expected "
         "'folder:/path/to/dir' with one sub-folder of images per class.")
+  if not has_splits(root):
+    if split == "train":
+      return root
+    raise ValueError(
+        f"Split {split!r} not found in image folder {root!r}: it has one sub-folder "
+        "per class and so only the split 'train'; for more splits use "
+        f"{root}/train/<class>/... and {root}/{split}/<class>/...")
   candidate = os.path.join(root, split)
-  if tf.io.gfile.isdir(candidate):
-    return candidate
-  if split == "train":
-    return root
-  raise ValueError(
-      f"Split {split!r} not found in image folder {root!r}: expected {candidate!r} "
-      "with one sub-folder per class; use split='train' to read the whole folder.")
+  if not tf.io.gfile.isdir(candidate):
+    raise ValueError(
+        f"Split {split!r} not found in image folder {root!r}: expected {candidate!r} "
+        "with one sub-folder per class, beside the 'train' one.")
+  return candidate
+
+
+def has_splits(root):
+  """True when `root` uses the root/<split>/<class>/ layout (it has a train/)."""
+  return tf.io.gfile.isdir(os.path.join(root, "train"))
 
 
 def class_names(root, split="train"):
   """Sorted class sub-folder names of `split` (class id = position in the list)."""
   base = split_root(root, split)
   names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(base)
-                 if tf.io.gfile.isdir(os.path.join(base, n.rstrip("/"))))
+                 if not n.startswith(".")
+                 and tf.io.gfile.isdir(os.path.join(base, n.rstrip("/"))))
   if not names:
     raise ValueError(
         f"Image folder {base!r} has no class sub-folders; expected "

@@ -81,8 +81,10 @@ def dataset_info(name, data_dir=None):
   root = folder_lib.parse_name(name)
   if root is not None:
     del data_dir  # A folder names its own location.
+    eval_split = ("test" if folder_lib.has_splits(root)
+                  and tf.io.gfile.isdir(root.rstrip("/") + "/test") else "train")
     return DatasetInfo(name, len(folder_lib.class_names(root)), None, None,
-                       "train", "train")
+                       "train", eval_split)
   if name not in _SPECS:
     raise _unknown_name_error(name)
   spec = _SPECS[name]
