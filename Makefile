@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python -m hamgan.cli.demo --model_dir=$(DEMO_DIR)
 
 bench: $(STAMP)
-	$(BIN)/python -m hamgan.bench.modules
+	$(BIN)/python -m hamgan.cli.bench modules
 	$(BIN)/python -m hamgan.cli.bench step
 	$(BIN)/python -m hamgan.cli.bench eval
 

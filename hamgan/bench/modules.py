@@ -1,0 +1,234 @@
+"""Module benchmark: time, MACs, parameters and peak memory of the context modules.
+
+    python -m hamgan.bench.modules                 # every shape, every module
+    python -m hamgan.bench.modules --shapes=g32 --reps=5 --out=runs/bench_modules.jsonl
+    hamgan-bench modules --help
+
+Each (shape, module) pair runs in a fresh Python process, so that its peak
+memory is its own. A child times forward plus backward of the whole module
+(breads, projections and residual included) under tf.function, and forward
+alone in inference mode; the parent prints one Markdown table per shape with
+ratios to SAGAN and to YLG measured in the same run (shared machines are
+noisy: compare ratios, not absolute times). Results are appended as JSON lines.
+
+Peak memory is the growth of the child's peak resident set from just before
+the first call of the module to the end of the timing (so it covers the
+activations and gradients, not TensorFlow itself).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+# name -> (batch, height, width, channels, Hamburger rank)
+SHAPES = {
+    "g32": (16, 32, 32, 256, 32),    # the generator's 32x32 context position
+    "d32": (16, 32, 32, 128, 16),    # the discriminator's
+    "g64": (4, 64, 64, 256, 32),
+    "paper": (1, 128, 128, 512, 64),  # the paper's Table 3 input
+}
+MODULES = ("none", "sagan", "ylg", "ham_nmf", "ham_cd", "ham_vq", "sa_full")
+# The one-step gradient claim: backward cost independent of the number of steps.
+STEP_SWEEP = (1, 6, 12)
+
+
+def macs(module, shape, steps=6):
+  """Multiply-adds of one forward pass, counted from the algorithms (per batch)."""
+  b, h, w, c, r = shape
+  n = h * w
+  if module == "none":
+    return 0
+  if module in ("sagan", "ylg"):
+    k = n // 4  # keys after 2x2 max-pooling
+    proj = n * c * (c // 8) * 2 + n * c * (c // 2)
+    attn = n * k * (c // 8) + n * k * (c // 2)
+    return b * (proj + attn + n * (c // 2) * c)
+  if module == "sa_full":
+    return b * (3 * n * c * c + 2 * n * n * c + n * c * c)
+  d = c
+  breads = 2 * n * c * d
+  if module == "ham_nmf":
+    step = 2 * n * d * r + 2 * n * r * r + 2 * d * r * r
+    ham = n * d * r + steps * step + (n * d * r + n * r * r + d * r * r) + n * d * r
+  elif module == "ham_cd":
+    step = n * d * r + n * d * r
+    ham = steps * step + n * d * r + d * r * r + n * d * r
+  elif module == "ham_vq":
+    step = n * d * r + n * d * r
+    ham = steps * step + n * d * r + n * d * r
+  else:
+    raise ValueError(f"unknown module {module!r}")
+  return b * (breads + ham)
+
+
+def _child(spec):
+  """Runs one measurement and prints it as a JSON line."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import numpy as np
+  import tensorflow as tf
+
+  from hamgan.layers.attention import FullSelfAttention
+  from hamgan.layers.registry import build_context
+
+  b, h, w, c, r = spec["shape"]
+  module, steps = spec["module"], spec["steps"]
+  settings = {}
+  if module.startswith("ham_"):
+    settings = dict(rank=r, steps=steps)
+  layer = FullSelfAttention() if module == "sa_full" else build_context(module, c, **settings)
+  x = tf.constant(np.random.RandomState(0).randn(b, h, w, c).astype(np.float32))
+  jit = spec.get("jit", False)
+
+  @tf.function(jit_compile=jit)
+  def train_step(inputs):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      out = layer(inputs, training=True)
+      loss = tf.reduce_sum(out * out)
+    return tape.gradient(loss, [inputs] + layer.trainable_variables)
+
+  @tf.function(jit_compile=jit)
+  def infer_step(inputs):
+    return layer(inputs, training=False)
+
+  def run(fn):
+    result = fn(x)
+    for t in tf.nest.flatten(result):
+      if t is not None:
+        t.numpy()
+
+  rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  # Sigma starts at 0, which would let a clever runtime skip the module: make it count.
+  run(train_step)
+  for var in layer.trainable_variables:
+    if var.shape.rank == 0:
+      var.assign(0.1)
+
+  def timed(fn):
+    run(fn)  # warm-up after tracing
+    times, start = [], time.perf_counter()
+    while len(times) < spec["reps"] or (time.perf_counter() - start < spec["min_seconds"]
+                                        and len(times) < 50):
+      t0 = time.perf_counter()
+      run(fn)
+      times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+  train_s = timed(train_step)
+  peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024.0
+  infer_s = timed(infer_step)
+  params = int(sum(np.prod(v.shape) for v in layer.trainable_variables))
+  print(json.dumps(dict(spec, train_ms=train_s * 1e3, infer_ms=infer_s * 1e3,
+                        peak_mb=peak_mb, params=params,
+                        gmacs=macs(module, spec["shape"], steps) / 1e9)))
+
+
+def _measure(spec, timeout):
+  cmd = [sys.executable, "-m", "hamgan.bench.modules", "--child", json.dumps(spec)]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return dict(spec, error=f"timed out after {timeout}s")
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  if proc.returncode != 0 or not lines:
+    return dict(spec, error=(proc.stderr.strip().splitlines() or ["no output"])[-1][:200])
+  return json.loads(lines[-1])
+
+
+def _ratio(row, base):
+  if not base or "error" in base or "error" in row:
+    return "-"
+  return f"{row['train_ms'] / base['train_ms']:.2f}x"
+
+
+def format_table(rows):
+  """Markdown table of one shape's rows, with ratios to SAGAN and YLG (steps=6 rows)."""
+  by = {(r["module"], r["steps"]): r for r in rows}
+  sagan, ylg = by.get(("sagan", 6)), by.get(("ylg", 6))
+  lines = ["| module | steps | params | GMACs | train ms | infer ms | peak MB | train vs SAGAN "
+           "| train vs YLG | peak vs SAGAN |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r['module']} | {r['steps']} | - | - | - | - | - | {r['error']} | | |")
+      continue
+    mem = (f"{r['peak_mb'] / sagan['peak_mb']:.2f}x"
+           if sagan and "error" not in sagan and sagan["peak_mb"] > 0 else "-")
+    lines.append(
+        f"| {r['module']} | {r['steps']} | {r['params']:,} | {r['gmacs']:.2f} | "
+        f"{r['train_ms']:.1f} | {r['infer_ms']:.1f} | {r['peak_mb']:.0f} | "
+        f"{_ratio(r, sagan)} | {_ratio(r, ylg)} | {mem} |")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog="hamgan-bench modules",
+      description="Times forward+backward, counts MACs/params and peak memory of the "
+                  "context modules, each in its own process; prints ratios to SAGAN/YLG.")
+  parser.add_argument("--shapes", default=",".join(SHAPES),
+                      help=f"comma-separated shape names from {list(SHAPES)}")
+  parser.add_argument("--modules", default=",".join(MODULES),
+                      help=f"comma-separated modules from {list(MODULES)}")
+  parser.add_argument("--reps", type=int, default=5, help="timed repetitions (median)")
+  parser.add_argument("--min_seconds", type=float, default=2.0,
+                      help="keep timing until this many seconds have passed (max 50 reps)")
+  parser.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+  parser.add_argument("--no_sweep", action="store_true",
+                      help="skip the ham_nmf steps sweep (1, 6, 12 steps)")
+  parser.add_argument("--skip_ylg_on", default="paper",
+                      help="shapes on which YLG is left out (its dense masked attention "
+                           "at 128x128 is as costly as SAGAN's)")
+  parser.add_argument("--jit", action="store_true", help="compile with XLA (jit_compile=True)")
+  parser.add_argument("--out", default="runs/bench_modules.jsonl",
+                      help="JSON-lines file the rows are appended to")
+  parser.add_argument("--child", help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.child:
+    _child(json.loads(args.child))
+    return
+  shapes = [s for s in args.shapes.split(",") if s]
+  modules = [m for m in args.modules.split(",") if m]
+  for s in shapes:
+    if s not in SHAPES:
+      parser.error(f"--shapes: unknown shape {s!r}; expected names from {list(SHAPES)}")
+  for m in modules:
+    if m not in MODULES:
+      parser.error(f"--modules: unknown module {m!r}; expected names from {list(MODULES)}")
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  skip_ylg = set(args.skip_ylg_on.split(","))
+  tables = []
+  for shape_name in shapes:
+    shape = SHAPES[shape_name]
+    plan = [(m, 6) for m in modules if not (m == "ylg" and shape_name in skip_ylg)]
+    if not args.no_sweep and "ham_nmf" in modules:
+      plan += [("ham_nmf", s) for s in STEP_SWEEP if s != 6]
+    rows = []
+    for module, steps in plan:
+      spec = dict(shape_name=shape_name, shape=list(shape), module=module, steps=steps,
+                  reps=args.reps, min_seconds=args.min_seconds, jit=args.jit)
+      print(f"[{shape_name} {'x'.join(map(str, shape[:4]))}] {module} steps={steps} ...",
+            flush=True)
+      row = _measure(spec, args.timeout)
+      row["time"] = time.time()
+      rows.append(row)
+      with open(args.out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+      if "error" in row:
+        print(f"  failed: {row['error']}", flush=True)
+      else:
+        print(f"  train {row['train_ms']:.1f} ms  infer {row['infer_ms']:.1f} ms  "
+              f"peak {row['peak_mb']:.0f} MB", flush=True)
+    b, h, w, c, r = shape
+    table = f"### {shape_name}: {b}x{h}x{w}x{c}, Hamburger R={r}\n\n" + format_table(rows)
+    tables.append(table)
+    print("\n" + table + "\n", flush=True)
+  print(f"rows appended to {args.out}")
+  return "\n\n".join(tables)
+
+
+if __name__ == "__main__":
+  main()

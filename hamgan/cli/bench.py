@@ -1,0 +1,38 @@
+"""hamgan-bench: the benchmarks, by sub-command.
+
+    hamgan-bench modules [--shapes=g32,d32] ...   context modules: time, MACs, memory
+    hamgan-bench step [...]                       training iterations per second
+    hamgan-bench eval [...]                       evaluator overhead vs bare G + classifier
+
+Each sub-command answers --help and prints Markdown tables of ratios measured in one
+process (or one run), and appends its rows to a JSON-lines file.
+"""
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "modules": "hamgan.bench.modules",
+    "step": "hamgan.bench.step",
+    "eval": "hamgan.bench.eval",
+}
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(__doc__.strip())
+    return 0 if len(argv) >= 2 else 2
+  name = argv[1]
+  if name not in SUBCOMMANDS:
+    print(f"hamgan-bench: unknown sub-command {name!r}; expected one of "
+          f"{', '.join(SUBCOMMANDS)} (see hamgan-bench --help).", file=sys.stderr)
+    return 2
+  importlib.import_module(SUBCOMMANDS[name]).main(argv[2:])
+  return 0
+
+
+def run():
+  sys.exit(main(sys.argv))
+
+
+if __name__ == "__main__":
+  run()
