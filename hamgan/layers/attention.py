@@ -161,9 +161,11 @@ def _check_input_shape(layer, shape, multiple, even=True):
                      "(batch, height, width, channels). Reshape the feature map.")
   h, w, c = shape[1], shape[2], shape[3]
   if c is None or c % multiple:
+    heads = getattr(layer, "heads", 1)
     raise ValueError(f"{layer.name}: channels={c}; expected a known multiple of {multiple} "
-                     f"({type(layer).__name__} splits channels into C/8 and C/2 "
-                     "projections). Change the width of the feature map.")
+                     f"({type(layer).__name__} projects to C/8 and C/2 channels, split "
+                     f"over {heads} head(s)). Change the width of the feature map"
+                     f"{' or the number of heads' if heads > 1 else ''}.")
   for name, value in (("height", h), ("width", w)):
     if even and value is not None and value % 2:
       raise ValueError(f"{layer.name}: {name}={value} is odd; expected an even size "
