@@ -232,19 +232,25 @@ def params_from_checkpoint(checkpoint_dir):
 
 @dataclasses.dataclass
 class EvalColumn:
-  """One results column: a metric measured under one protocol."""
+  """One results column: a metric of one generator variant under one protocol."""
   kind: str        # "FID" or "IS"
   metric: str      # the key in the results row's metrics dict
   protocol: str    # the protocol label
+  generator: str = None   # "generator", "ema_generator" or None if the rows do not say
+
+  @property
+  def setting(self):
+    """Protocol and generator variant: what makes two numbers comparable."""
+    return self.protocol + (f"; generator: {self.generator}" if self.generator else "")
 
   @property
   def key(self):
-    return f"{self.metric} [{self.protocol}]"
+    return f"{self.metric} [{self.setting}]"
 
   @property
   def header(self):
     better = "lower is better" if self.kind == "FID" else "higher is better"
-    return f"best {self.kind}: {self.metric} ({better}) @ step; protocol: {self.protocol}"
+    return f"best {self.kind}: {self.metric} ({better}) @ step; protocol: {self.setting}"
 
 
 @dataclasses.dataclass
@@ -266,13 +272,15 @@ class RunReport:
 
 
 def metric_kind(name):
-  """'FID', 'IS' or None for a metric name in a results row."""
+  """'FID', 'IS' or None for a metric name in a results row.
+
+  IS is TF-GAN's one-split score (`is50k`); the 10-split mean/std and KID are not
+  table columns.
+  """
   n = name.lower()
-  if "std" in n or n.endswith("_n") or "stderr" in n:
-    return None
-  if n.startswith("fid"):
+  if n.startswith("fid") and "std" not in n:
     return "FID"
-  if re.match(r"^(is\d|is$|is[_/]|inception_score)", n):
+  if re.fullmatch(r"is(\d+k?)?|inception_score", n):
     return "IS"
   return None
 
@@ -359,11 +367,12 @@ def read_run(path, name=None):
       if not isinstance(step, (int, float)):
         continue
       proto = protocol_label(row)
+      generator = row.get("generator")
       for metric, value in metrics.items():
         kind = metric_kind(metric)
         if kind is None or not isinstance(value, (int, float)) or not math.isfinite(value):
           continue
-        col = EvalColumn(kind, metric, proto)
+        col = EvalColumn(kind, metric, proto, str(generator) if generator else None)
         report.curves.setdefault(col.key, (col, []))[1].append((int(step), float(value)))
     for _, points in report.curves.values():
       points.sort()
@@ -404,12 +413,13 @@ def read_runs(paths):
 
 
 def columns_of(reports):
-  """All results columns over the runs: by protocol, FID before IS, then metric name."""
+  """All results columns: by protocol and generator, FID before IS, then metric name."""
   cols = {}
   for r in reports:
     for key, (col, _) in r.curves.items():
       cols[key] = col
-  return sorted(cols.values(), key=lambda c: (c.protocol, c.kind != "FID", c.metric))
+  return sorted(cols.values(),
+                key=lambda c: (c.protocol, c.generator or "", c.kind != "FID", c.metric))
 
 
 # ----------------------------------------------------------------------------- output
@@ -450,7 +460,7 @@ def run_rows(reports, columns):
       best = best_point(col.kind, points)
       row["best"][col.key] = (None if best is None else
                               dict(kind=col.kind, metric=col.metric, protocol=col.protocol,
-                                   step=best[0], value=best[1]))
+                                   generator=col.generator, step=best[0], value=best[1]))
       if points:
         row["curves"][col.key] = [dict(step=s, value=v) for s, v in points]
     rows.append(row)
@@ -485,7 +495,7 @@ def run_table_cells(reports, columns):
 def render_markdown(reports, columns, plot_name="fid_vs_step.png"):
   """The text of comparison.md."""
   headers, rows = run_table_cells(reports, columns)
-  protocols = sorted({c.protocol for c in columns})
+  protocols = sorted({c.setting for c in columns})
   out = ["# hamgan comparison", "",
          "## Runs measured here", "",
          "it/s: median of `steps_per_sec` over the rows of train_log.jsonl (one D step and "
@@ -495,7 +505,7 @@ def render_markdown(reports, columns, plot_name="fid_vs_step.png"):
          "different protocols are not comparable and are never put in one column.", "",
          markdown_table(headers, rows), ""]
   if protocols:
-    out += ["Evaluation protocols in this table:", ""]
+    out += ["Evaluation protocols (and generator variants) in this table:", ""]
     out += [f"- `{p}`" for p in protocols]
     out.append("")
   out += ["## Quoted from the paper (not measured here)", "",
@@ -523,7 +533,7 @@ def plot_fid(reports, columns, path, size=(8.0, 5.0), dpi=100):
   fid_cols = [c for c in columns if c.kind == "FID"]
   styles = ("-", "--", ":", "-.")
   protocol_style = {p: styles[i % len(styles)]
-                    for i, p in enumerate(sorted({c.protocol for c in fid_cols}))}
+                    for i, p in enumerate(sorted({c.setting for c in fid_cols}))}
   fig, ax = plt.subplots(figsize=size, dpi=dpi)
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   drawn = 0
@@ -533,12 +543,12 @@ def plot_fid(reports, columns, path, size=(8.0, 5.0), dpi=100):
       if not points:
         continue
       steps, values = zip(*points)
-      ax.plot(steps, values, linestyle=protocol_style[col.protocol], marker="o", markersize=3,
-              color=colors[i % len(colors)], label=f"{r.name}: {col.metric} [{col.protocol}]")
+      ax.plot(steps, values, linestyle=protocol_style[col.setting], marker="o", markersize=3,
+              color=colors[i % len(colors)], label=f"{r.name}: {col.metric} [{col.setting}]")
       drawn += 1
   ax.set_xlabel("training step")
   ax.set_ylabel("FID (lower is better)")
-  ax.set_title("FID against step (line style: evaluation protocol)")
+  ax.set_title("FID against step (colour: run; line style: protocol and generator)")
   ax.grid(True, alpha=0.3)
   if drawn:
     ax.legend(fontsize=7, loc="best")
@@ -578,7 +588,7 @@ def write_comparison(run_dirs, out_dir):
                render_markdown(reports, columns, plot_name).encode("utf-8"))
   payload = dict(
       columns=[dict(key=c.key, kind=c.kind, metric=c.metric, protocol=c.protocol,
-                    header=c.header) for c in columns],
+                    generator=c.generator, header=c.header) for c in columns],
       runs=run_rows(reports, columns),
       paper_reference=dict(source="Geng et al., ICLR 2021, section 3.5 (quoted, not measured)",
                            protocol=PAPER_PROTOCOL, speed=PAPER_SPEED,

@@ -13,10 +13,13 @@ from matplotlib import image as mimage
 
 from hamgan import reporting
 
-PROTO_A = "fid50k/imagenet2012-validation"
-PROTO_B = "fid5k/imagenet2012-train, stand-in classifier"
+# Rows as hamgan.evaluation.evaluator writes them: protocol labels, metric names that
+# carry the protocol, and the generator variant evaluated.
+PROTO_A = "50k/imagenet2012-validation"
+PROTO_B = "5k/imagenet2012-train, classifier digits.keras"
 FID_A = "fid50k/imagenet2012-validation"
 FID_B = "fid5k/imagenet2012-train"
+EMA, RAW = "ema_generator", "generator"
 
 
 def _write_jsonl(path, rows):
@@ -50,9 +53,10 @@ def _write_run(root, name, g_ctx, d_ctx, batch, steps, speeds, evals, summary=No
   return run
 
 
-def _eval_row(step, protocol, metrics):
-  return dict(step=step, metrics=metrics, protocol=protocol, num_samples=50000,
-              classifier="inception", wall_time=float(step), config_sha256="0" * 64)
+def _eval_row(step, protocol, metrics, generator=EMA):
+  return dict(step=step, checkpoint=f"ckpt-{step}", generator=generator, metrics=metrics,
+              protocol=protocol, num_samples=50000, classifier="inception",
+              wall_time=float(step), config_sha256="0" * 64)
 
 
 @pytest.fixture
@@ -63,7 +67,8 @@ def three_runs(tmp_path):
       root, "sagan_run", "sagan", "sagan", 256, 1000,
       # Median 1.6 (the mean, 2.86, would differ): a warm-up outlier must not count.
       speeds=[0.5, 1.5, 1.6, 1.7, 9.0],
-      evals=[_eval_row(100, PROTO_A, {FID_A: 40.0, "is50k": 5.0, "is50k_std": 0.1}),
+      evals=[_eval_row(100, PROTO_A, {FID_A: 40.0, "is50k": 5.0, "is50k_10split_mean": 9.0,
+                                      "is50k_10split_std": 0.1}),
              _eval_row(200, PROTO_A, {FID_A: 30.0, "is50k": 6.0}),
              _eval_row(300, PROTO_A, {FID_A: 32.5, "is50k": 8.25})],
       summary={"generator_params": 1234567, "discriminator_params": 7654321})
@@ -72,6 +77,8 @@ def three_runs(tmp_path):
       speeds=[2.0, 2.5, 3.0, 3.5],   # median of an even count: 2.75
       evals=[_eval_row(100, PROTO_A, {FID_A: 35.0, "is50k": 6.5}),
              _eval_row(200, PROTO_A, {FID_A: 28.125, "is50k": 7.0}),
+             # The raw (non-EMA) generator: its own columns, never mixed with the EMA's.
+             _eval_row(100, PROTO_A, {FID_A: 20.0, "is50k": 9.5}, generator=RAW),
              _eval_row(100, PROTO_B, {FID_B: 12.0, "is5k": 3.0}),
              # Same best value at two steps: the earliest step is reported.
              _eval_row(200, PROTO_B, {FID_B: 11.0, "is5k": 3.5}),
@@ -102,8 +109,9 @@ def _runs_table(md):
   return headers, rows
 
 
-def _header(headers, kind, metric, protocol):
-  matches = [h for h in headers if h.startswith(f"best {kind}: {metric} ") and protocol in h]
+def _header(headers, kind, metric, protocol, generator=EMA):
+  matches = [h for h in headers if h.startswith(f"best {kind}: {metric} ")
+             and h.endswith(f"protocol: {protocol}; generator: {generator}")]
   assert len(matches) == 1, (kind, metric, protocol, headers)
   return matches[0]
 
@@ -127,9 +135,12 @@ def test_table_cells_per_protocol(three_runs, tmp_path, caplog):
   is_a = _header(headers, "IS", "is50k", PROTO_A)
   fid_b = _header(headers, "FID", FID_B, PROTO_B)
   is_b = _header(headers, "IS", "is5k", PROTO_B)
-  # Exactly four results columns: one per (metric, protocol); the std is not a column.
-  assert len(headers) == len(reporting._RUN_HEADERS) + 4
-  assert not any("std" in x for x in headers)
+  fid_raw = _header(headers, "FID", FID_A, PROTO_A, RAW)
+  is_raw = _header(headers, "IS", "is50k", PROTO_A, RAW)
+  # Exactly six results columns: FID and IS per (protocol, generator); the 10-split
+  # IS is not a column.
+  assert len(headers) == len(reporting._RUN_HEADERS) + 6
+  assert not any("split" in x for x in headers)
   # No column mixes the protocols.
   for col in (fid_a, is_a):
     assert PROTO_B not in col
@@ -140,6 +151,8 @@ def test_table_cells_per_protocol(three_runs, tmp_path, caplog):
   assert s[fid_b] == "" and s[is_b] == ""
   assert h[fid_a] == "28.12 @ 200" and h[is_a] == "7.00 @ 200"
   assert h[fid_b] == "11.00 @ 200" and h[is_b] == "3.50 @ 200"
+  assert h[fid_raw] == "20.00 @ 100" and h[is_raw] == "9.50 @ 100"
+  assert s[fid_raw] == "" and s[is_raw] == ""
   # The run without an eval file is listed, blank where there is nothing.
   assert n[fid_a] == n[is_a] == n[fid_b] == n[is_b] == ""
   assert n["G params"] == ""
@@ -166,10 +179,10 @@ def test_json_rows_match_table(three_runs, tmp_path):
   by_name = {r["run"]: r for r in data["runs"]}
   assert by_name["sagan_run"]["steps_per_sec"] == pytest.approx(1.6)
   assert by_name["ham_run"]["steps_per_sec"] == pytest.approx(2.75)
-  key_a = f"{FID_A} [{PROTO_A}]"
-  key_b = f"{FID_B} [{PROTO_B}]"
+  key_a = f"{FID_A} [{PROTO_A}; generator: {EMA}]"
+  key_b = f"{FID_B} [{PROTO_B}; generator: {EMA}]"
   assert by_name["ham_run"]["best"][key_a] == dict(
-      kind="FID", metric=FID_A, protocol=PROTO_A, step=200, value=28.125)
+      kind="FID", metric=FID_A, protocol=PROTO_A, generator=EMA, step=200, value=28.125)
   assert by_name["ham_run"]["best"][key_b]["step"] == 200
   assert by_name["sagan_run"]["best"][key_b] is None
   assert [p["step"] for p in by_name["sagan_run"]["curves"][key_a]] == [100, 200, 300]
