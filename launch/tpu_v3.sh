@@ -32,8 +32,9 @@ Flags (each can also be set by the environment variable in brackets):
                         [HAMGAN_EXPERIMENT]
   --run_name=NAME       Run folder: model_dir is gs://BUCKET/runs/NAME.
                         Default: the experiment name. [HAMGAN_RUN_NAME]
-  --data_dir=GCS_PATH   tfds data_dir. Default: gs://BUCKET/tfds. [HAMGAN_DATA_DIR]
-  --data_dir_binding=B  Gin binding that receives data_dir.
+  --data_dir=GCS_PATH   tfds data_dir (training data, and the real images of the
+                        evaluation). Default: gs://BUCKET/tfds. [HAMGAN_DATA_DIR]
+  --data_dir_binding=B  Gin binding that gives hamgan-train the data_dir.
                         Default: make_dataset.data_dir. [HAMGAN_DATA_DIR_BINDING]
   --gin_param=BINDING   Extra gin binding for hamgan-train, e.g.
                         "train.num_steps = 1000"; repeatable. [HAMGAN_GIN_PARAMS,
@@ -270,8 +271,7 @@ case $COMMAND in
       ensure_vm "$EVAL_TPU_NAME"
       install_hamgan "$EVAL_TPU_NAME"
     fi
-    evaluate=(hamgan-eval --model_dir="$MODEL_DIR" --watch
-      --gin_param="$DATA_DIR_BINDING = '$DATA_DIR'")
+    evaluate=(hamgan-eval --model_dir="$MODEL_DIR" --watch --data_dir="$DATA_DIR")
     if [[ -n $EVAL_ARGS ]]; then
       read -r -a extra <<<"$EVAL_ARGS"
       evaluate+=("${extra[@]}")
