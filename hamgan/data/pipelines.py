@@ -223,7 +223,8 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
     seed: makes the shuffle (and so the batch order) reproducible.
     shuffle_buffer: examples held for shuffling.
     drop_remainder: keep static batch shapes (needed on TPU).
-    cache: keep the decoded data set in memory; None caches only 'digits'.
+    cache: keep the preprocessed images (float32, S x S) in memory, so that later
+      epochs skip decoding and resizing; None caches only the small 'digits'.
     download: let tfds download and prepare a missing data set (needs internet;
       imagenet2012 still needs its manual download).
     input_context: a tf.distribute.InputContext; each input pipeline then reads its
@@ -243,18 +244,20 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
     ds = _load_folder(root, split, shuffle, seed, input_context)
   else:
     ds = _load_tfds(name, split, data_dir, download, shuffle, seed, input_context)
-  if cache or (cache is None and name == "digits"):
-    ds = ds.cache()
-  if shuffle:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
 
   def preprocess(image, label):
     image = decode_center_crop(image) if crop else image
     return to_model_range(image, image_size), tf.cast(label, tf.int32)
 
-  ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE)
+  cache = name == "digits" if cache is None else cache
+  if cache:  # Preprocess once; later epochs only shuffle and batch.
+    ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE).cache()
+  if shuffle:
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
+  if not cache:
+    ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   options = tf.data.Options()
   # Order only has to be reproducible when the user asked for it with a seed.
