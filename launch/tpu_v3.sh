@@ -156,6 +156,13 @@ if [[ $SPOT == 1 && $PREEMPTIBLE == 1 ]]; then
   hg_die "--spot and --preemptible both given; pass only one of them."
 fi
 
+for vm in "$TPU_NAME" "${EVAL_TPU_NAME:-$TPU_NAME}"; do
+  if [[ ! $vm =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]]; then
+    lower=${vm,,}
+    hg_die "TPU VM name '$vm' is not valid: use lowercase letters, digits and hyphens, starting with a letter (e.g. '${lower//[^a-z0-9]/-}')."
+  fi
+done
+
 BUCKET=$(hg_bucket_name "$BUCKET")
 RUN_NAME=${RUN_NAME:-$EXPERIMENT}
 DATA_DIR=${DATA_DIR:-gs://$BUCKET/tfds}

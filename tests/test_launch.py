@@ -170,6 +170,8 @@ def test_tpu_bad_arguments(tmp_path):
   assert res.returncode != 0 and "unknown flag '--zonee'" in res.stderr
   res = _run(TPU, "train", *BASE, "--spot", "--preemptible", tmp_path=tmp_path)
   assert res.returncode != 0 and "only one" in res.stderr
+  res = _run(TPU, "train", *BASE, "--tpu_name=hg_sagan", tmp_path=tmp_path)
+  assert res.returncode != 0 and "TPU VM name 'hg_sagan' is not valid" in res.stderr
   res = _run(TPU, "create", *BASE, "--source=git", tmp_path=tmp_path)
   assert res.returncode != 0 and "missing required setting 'repo'" in res.stderr
   res = _run(TPU, "--help", tmp_path=tmp_path)
