@@ -12,8 +12,8 @@ usage() {
 Usage: launch/tpu_v3.sh COMMAND [flags]
 
 Commands:
-  create   Create the TPU VM, or reuse it if it exists (starting it if stopped),
-           and install hamgan on it.
+  create   Create the TPU VM, or reuse it if it exists (starting it if stopped,
+           re-creating it if preempted), and install hamgan on it.
   train    create, then start hamgan-train for the experiment in a detached tmux
            session on the VM, and print how to follow it.
   eval     Start the evaluation watcher (hamgan-eval --watch) on the same model_dir
@@ -198,15 +198,25 @@ ensure_vm() {
   [[ $PREEMPTIBLE == 1 ]] && create+=(--preemptible)
   if [[ $DRY_RUN == 1 ]]; then
     hg_run "${GCLOUD_TPU[@]}" describe "$vm" "${WHERE[@]}" --format='value(state)'
-    hg_dry_note "if $vm does not exist (if it is STOPPED, 'gcloud compute tpus tpu-vm start' instead):"
+    hg_dry_note "if $vm does not exist (STOPPED: 'start' instead; PREEMPTED: 'delete', then this):"
     hg_run "${create[@]}"
     return
   fi
   if state=$("${GCLOUD_TPU[@]}" describe "$vm" "${WHERE[@]}" --format='value(state)' 2>/dev/null); then
-    hg_info "Reusing TPU VM $vm (state $state)."
-    if [[ $state == STOPPED ]]; then
-      hg_run "${GCLOUD_TPU[@]}" start "$vm" "${WHERE[@]}"
-    fi
+    case $state in
+      PREEMPTED | TERMINATED)
+        # A reclaimed Spot/preemptible VM cannot be restarted: make it anew. The run
+        # resumes from its last checkpoint in the bucket.
+        hg_info "TPU VM $vm is $state; deleting and creating it again."
+        hg_run "${GCLOUD_TPU[@]}" delete "$vm" "${WHERE[@]}" --quiet
+        hg_run "${create[@]}"
+        ;;
+      STOPPED)
+        hg_info "Starting the stopped TPU VM $vm."
+        hg_run "${GCLOUD_TPU[@]}" start "$vm" "${WHERE[@]}"
+        ;;
+      *) hg_info "Reusing TPU VM $vm (state $state)." ;;
+    esac
   else
     hg_run "${create[@]}"
   fi

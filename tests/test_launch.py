@@ -204,6 +204,7 @@ def _fake_gcloud(tmp_path, state):
     (None, ["describe", "create", "scp", "ssh", "ssh"]),
     ("READY", ["describe", "scp", "ssh", "ssh"]),
     ("STOPPED", ["describe", "start", "scp", "ssh", "ssh"]),
+    ("PREEMPTED", ["describe", "delete", "create", "scp", "ssh", "ssh"]),
 ])
 def test_tpu_real_run_against_fake_gcloud(tmp_path, state, expected):
   fake = _fake_gcloud(tmp_path, state)
