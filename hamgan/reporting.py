@@ -7,8 +7,8 @@ written by `hamgan-eval`, and `model_summary.json` (or, failing that, the latest
 checkpoint) the parameter counts.
 
 Numbers measured under different evaluation protocols are never put in one column:
-every FID/IS column is keyed by (metric name, protocol) and its header names both.
-The paper's figures go in a separate table, labelled as quoted.
+every FID/IS column is keyed by (metric name, protocol, generator variant) and its
+header names all three. The paper's figures go in a separate table, labelled as quoted.
 
 Local paths are read with plain Python; `gs://` paths through `tf.io.gfile`, so that
 TensorFlow is imported only when a bucket (or a checkpoint) has to be read.

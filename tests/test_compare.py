@@ -304,6 +304,7 @@ def test_cli_end_to_end(three_runs, tmp_path):
   res = _cli(three_runs[0], f"--out={out}", *three_runs[1:])
   assert res.returncode == 0, res.stderr
   assert "3 runs" in res.stdout
+  assert "| sagan_run | sagan | sagan | 256 | 500 / 1000 | 1.60 |" in res.stdout
   _, rows = _runs_table(open(os.path.join(out, "comparison.md")).read())
   assert list(rows) == ["sagan_run", "ham_run", "none_run"]
   assert os.path.getsize(os.path.join(out, "fid_vs_step.png")) > 1000

@@ -31,8 +31,10 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   warned = sum(len(r.warnings) for r in reports)
+  headers, rows = reporting.run_table_cells(reports, reporting.columns_of(reports))
+  print(reporting.markdown_table(headers, rows))
   print(f"hamgan-compare: {len(reports)} runs -> {FLAGS.out}/comparison.md, "
-        f"comparison.json, fid_vs_step.png ({warned} warnings)", file=sys.stdout)
+        f"comparison.json, fid_vs_step.png ({warned} warnings)")
 
 
 def run():
