@@ -1,0 +1,185 @@
+"""Streams images through the classifier under the active strategy, keeping features.
+
+Generated side: z and labels are drawn on the host from one seeded NumPy generator
+(so the same seed gives the same z and labels whatever the batch size or the number
+of replicas), batched, distributed, pushed through G in inference mode and the
+classifier in one `tf.function` per global batch, and gathered back in order. Only
+pool_3 features and logits are kept (float32 arrays preallocated to N rows; 50k x 2048
+is 400 MB), never the images. Real side: the same for batches of a dataset.
+
+The next batch is dispatched before the previous one is copied to the host, so the
+copy overlaps the device work.
+"""
+import dataclasses
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Features:
+  """Per-sample classifier outputs, in sample order."""
+  pool_3: np.ndarray  # (N, D) float32
+  logits: np.ndarray  # (N, C) float32
+
+  @property
+  def count(self):
+    return self.pool_3.shape[0]
+
+
+class Progress:
+  """Logs 'what: n/N images, img/s, ETA' at most every `every_s` seconds."""
+
+  def __init__(self, what, total, every_s=10.0, write=None):
+    self.what, self.total, self.every_s = what, total, every_s
+    self.write = write or logging.info
+    self.start = time.perf_counter()
+    self._last = self.start
+    self.done = 0
+
+  def update(self, n):
+    self.done += n
+    now = time.perf_counter()
+    if now - self._last >= self.every_s or self.done >= self.total:
+      self._last = now
+      self.write(self.line(now))
+
+  def line(self, now=None):
+    elapsed = max((now or time.perf_counter()) - self.start, 1e-9)
+    rate = self.done / elapsed
+    eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
+    return (f"{self.what}: {self.done}/{self.total} images ({100.0 * self.done / self.total:.1f}%), "
+            f"{rate:.1f} img/s, elapsed {elapsed:.1f} s, ETA {eta_text}")
+
+
+def latent_inputs(num_samples, num_classes, z_dim, seed=0, truncation=None):
+  """(z (N, z_dim) float32, y (N,) int32): z ~ N(0, I), labels exactly balanced.
+
+  The labels are 0..num_classes-1 repeated and shuffled, so each class gets N/classes
+  samples (within one). With `truncation` t > 0, entries with |z| > t are redrawn
+  (the truncation trick).
+  """
+  for name, value in (("num_samples", num_samples), ("num_classes", num_classes),
+                      ("z_dim", z_dim)):
+    if not isinstance(value, (int, np.integer)) or value <= 0:
+      raise ValueError(f"{name}={value!r} is not a positive int; pass a count >= 1.")
+  if truncation is not None and truncation <= 0:
+    raise ValueError(
+        f"truncation={truncation!r} must be > 0 (e.g. 0.5 .. 2), or None for plain z.")
+  rng = np.random.default_rng(seed)
+  z = rng.standard_normal((num_samples, z_dim)).astype(np.float32)
+  if truncation is not None:
+    bad = np.abs(z) > truncation
+    while bad.any():
+      z[bad] = rng.standard_normal(int(bad.sum())).astype(np.float32)
+      bad = np.abs(z) > truncation
+  y = rng.permutation(np.arange(num_samples) % num_classes).astype(np.int32)
+  return z, y
+
+
+def _stream(strategy, step, dataset, total, progress):
+  """Runs `step` per distributed batch; fills (N, D) arrays with gathered outputs."""
+  dist = strategy.experimental_distribute_dataset(dataset)
+  arrays = None
+  filled = 0
+
+  def store(outputs):
+    nonlocal arrays, filled
+    pool, logits = (o.numpy() for o in outputs)
+    n = min(pool.shape[0], total - filled)
+    if arrays is None:
+      arrays = (np.empty((total, pool.shape[1]), np.float32),
+                np.empty((total, logits.shape[1]), np.float32))
+    arrays[0][filled:filled + n] = pool[:n]
+    arrays[1][filled:filled + n] = logits[:n]
+    filled += n
+    if progress is not None:
+      progress.update(n)
+
+  pending = None
+  for batch in dist:
+    if filled >= total:
+      break
+    outputs = step(batch)  # dispatched; copying `pending` below overlaps with it
+    if pending is not None:
+      store(pending)
+    pending = outputs
+    if filled >= total:
+      break
+  if pending is not None and filled < total:
+    store(pending)
+  if arrays is None:
+    raise ValueError("the input produced no batches; pass a non-empty dataset.")
+  return Features(arrays[0][:filled], arrays[1][:filled])
+
+
+def _check_classifier(classifier):
+  if not callable(classifier):
+    raise ValueError(
+        f"classifier={classifier!r} is not callable; pass the result of "
+        "hamgan.evaluation.classifier.load_classifier().")
+
+
+def generated_features(generator, classifier, num_samples, num_classes, z_dim,
+                       batch_size=100, strategy=None, seed=0, truncation=None,
+                       progress_every_s=10.0, write=None):
+  """Features of `num_samples` images from `generator` with balanced labels.
+
+  Args:
+    generator: callable `((z, y), training=False) -> (B, S, S, 3)` in [-1, 1].
+    classifier: a `classifier.Classifier` (or any callable with its contract).
+    num_samples: how many images to generate and classify.
+    num_classes, z_dim: what the generator takes.
+    batch_size: the global batch (split across replicas).
+    strategy: a tf.distribute.Strategy; None uses the active one.
+    seed: seeds z and labels (see `latent_inputs`).
+    truncation: optional truncation threshold for z.
+    progress_every_s, write: progress logging interval and sink.
+  """
+  _check_classifier(classifier)
+  if not isinstance(batch_size, int) or batch_size <= 0:
+    raise ValueError(f"batch_size={batch_size!r} is not a positive int; pass e.g. 100.")
+  strategy = strategy or tf.distribute.get_strategy()
+  z, y = latent_inputs(num_samples, num_classes, z_dim, seed, truncation)
+  dataset = tf.data.Dataset.from_tensor_slices((z, y)).batch(batch_size).prefetch(2)
+
+  def replica_fn(z, y):
+    out = classifier(generator((z, y), training=False))
+    return out["pool_3"], out["logits"]
+
+  @tf.function(reduce_retracing=True)
+  def step(batch):
+    pool, logits = strategy.run(replica_fn, args=batch)
+    return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
+
+  progress = Progress("generated", num_samples, progress_every_s, write)
+  return _stream(strategy, step, dataset, num_samples, progress)
+
+
+def dataset_features(dataset, classifier, num_samples, strategy=None,
+                     progress_every_s=10.0, write=None):
+  """Features of the first `num_samples` images of a batched dataset.
+
+  The dataset yields image batches (B, H, W, 3) in [-1, 1], or (images, labels)
+  tuples. Fewer images than `num_samples` is allowed: the features are then shorter
+  (the caller records the real count).
+  """
+  _check_classifier(classifier)
+  strategy = strategy or tf.distribute.get_strategy()
+
+  def replica_fn(batch):
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    out = classifier(images)
+    return out["pool_3"], out["logits"]
+
+  @tf.function(reduce_retracing=True)
+  def step(batch):
+    pool, logits = strategy.run(replica_fn, args=(batch,))
+    return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
+
+  progress = Progress("real", num_samples, progress_every_s, write)
+  return _stream(strategy, step, dataset, num_samples, progress)
+

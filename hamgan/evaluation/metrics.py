@@ -1,0 +1,102 @@
+"""FID, Inception Score and KID from classifier outputs, with TF-GAN's functions.
+
+All functions run eagerly on NumPy arrays or tensors and return Python floats.
+TF-GAN computes in float64 internally. FID uses the unbiased covariances of both
+activation sets (TF-GAN's `frechet_classifier_distance_from_activations`); the
+Inception Score is TF-GAN's single split over all samples, and we also give the
+customary 10-split mean and standard deviation (Salimans et al.'s original code).
+
+Metric names carry their protocol: `fid50k/imagenet2012-validation` is FID of 50,000
+samples against the validation split of imagenet2012.
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_gan as tfgan
+
+
+def count_label(num_samples):
+  """50000 -> '50k', 10240 -> '10240': the sample count as written in metric names."""
+  if num_samples % 1000 == 0:
+    return f"{num_samples // 1000}k"
+  return str(num_samples)
+
+
+def protocol(num_samples, dataset, split):
+  """'50k/imagenet2012-validation': what a number was measured against."""
+  return f"{count_label(num_samples)}/{dataset.replace('/', '_')}-{split}"
+
+
+def _as_2d(name, x):
+  x = np.asarray(x)
+  if x.ndim != 2 or x.shape[0] < 2:
+    raise ValueError(
+        f"{name} has shape {x.shape}; expected (N, D) with N >= 2. Pass the stacked "
+        "per-sample classifier outputs.")
+  return x
+
+
+def frechet_distance(real_activations, generated_activations):
+  """FID between two activation sets (N1, D) and (N2, D); float64 inside TF-GAN."""
+  a = _as_2d("real_activations", real_activations)
+  b = _as_2d("generated_activations", generated_activations)
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(
+        f"feature sizes differ: real {a.shape[1]} vs generated {b.shape[1]}; use the "
+        "same classifier (and cache) for both sides.")
+  return float(tfgan.eval.frechet_classifier_distance_from_activations(
+      tf.constant(a, tf.float64), tf.constant(b, tf.float64)))
+
+
+def inception_score(logits):
+  """TF-GAN's classifier score exp(E_x KL(p(y|x) || p(y))) over all samples."""
+  logits = _as_2d("logits", logits)
+  return float(tfgan.eval.classifier_score_from_logits(tf.constant(logits, tf.float64)))
+
+
+def split_inception_score(logits, splits=10):
+  """(mean, std) of the classifier score over `splits` consecutive equal parts."""
+  logits = _as_2d("logits", logits)
+  if not 1 <= splits <= logits.shape[0] // 2:
+    raise ValueError(
+        f"splits={splits} does not fit {logits.shape[0]} samples; expected 1 <= splits "
+        "<= N/2. Use fewer splits or more samples.")
+  scores = [inception_score(part) for part in np.array_split(logits, splits)]
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def kernel_distance(real_activations, generated_activations, max_block_size=None):
+  """(KID, its standard error) with TF-GAN's block estimator.
+
+  The blocks hold at most 1024 samples (49 blocks at 50k); below 20k samples they
+  shrink to a tenth of the set, so that there are always about 10 blocks and the
+  standard error exists (TF-GAN gives NaN for a single block).
+  """
+  a = _as_2d("real_activations", real_activations)
+  b = _as_2d("generated_activations", generated_activations)
+  if max_block_size is None:
+    max_block_size = max(2, min(1024, min(len(a), len(b)) // 10))
+  kid, std = tfgan.eval.kernel_classifier_distance_and_std_from_activations(
+      tf.constant(a, tf.float64), tf.constant(b, tf.float64),
+      max_block_size=max_block_size)
+  return float(kid), float(std)
+
+
+def all_metrics(real_activations, generated_activations, generated_logits, proto,
+                kid=False, is_splits=10):
+  """Every metric as a {name: value} dict, names carrying `proto` (see `protocol`).
+
+  The count in the names is the generated sample count.
+  """
+  n, against = proto.split("/", 1)
+  result = {
+      f"fid{n}/{against}": frechet_distance(real_activations, generated_activations),
+      f"is{n}": inception_score(generated_logits),
+  }
+  mean, std = split_inception_score(generated_logits, is_splits)
+  result[f"is{n}_{is_splits}split_mean"] = mean
+  result[f"is{n}_{is_splits}split_std"] = std
+  if kid:
+    value, err = kernel_distance(real_activations, generated_activations)
+    result[f"kid{n}/{against}"] = value
+    result[f"kid{n}_std/{against}"] = err
+  return result
