@@ -44,7 +44,8 @@ Flags (each can also be set by the environment variable in brackets):
   --tpu_name=NAME       TPU VM name. Default: hamgan-v3. [HAMGAN_TPU_NAME]
   --eval_tpu_name=NAME  VM that runs the evaluation watcher. Default: the training
                         VM (the watcher then runs on its host CPU, as the TPU is
-                        held by training). [HAMGAN_EVAL_TPU_NAME]
+                        held by training). Another VM is created if needed and the
+                        watcher uses its TPU (--tpu=local). [HAMGAN_EVAL_TPU_NAME]
   --accelerator=TYPE    TPU type. Default: v3-8. [HAMGAN_ACCELERATOR]
   --runtime_version=V   TPU software version; must match the TensorFlow pin in
                         constraints.txt so pip keeps the VM's TPU build of TF.
@@ -289,6 +290,9 @@ case $COMMAND in
       install_hamgan "$EVAL_TPU_NAME"
     fi
     evaluate=(hamgan-eval --model_dir="$MODEL_DIR" --watch --data_dir="$DATA_DIR")
+    if [[ $EVAL_TPU_NAME != "$TPU_NAME" ]]; then
+      evaluate+=(--tpu=local)   # a VM of its own: evaluate on its TPU
+    fi
     if [[ -n $EVAL_ARGS ]]; then
       read -r -a extra <<<"$EVAL_ARGS"
       evaluate+=("${extra[@]}")

@@ -136,6 +136,9 @@ def test_tpu_eval_and_delete_dry_run(tmp_path):
       "describe", "create", "git", "scp", "ssh", "ssh"]
   assert cmds[0][:6] == GCLOUD + ["describe", "ev"] and cmds[1][:6] == GCLOUD + ["create", "ev"]
   assert cmds[-1][:6] == GCLOUD + ["ssh", "ev"]
+  evaluate, _ = _tool_argv(_tmux_inner(_remote(cmds[-1]), "hamgan-eval-imagenet128_hamgan_baby"),
+                           "hamgan-eval")
+  assert evaluate[-1] == "--tpu=local"
 
   res = _run(TPU, "delete", "--project=p1", "--zone=europe-west4-a", "--tpu_name=vm9",
              "--dry_run", tmp_path=tmp_path)
