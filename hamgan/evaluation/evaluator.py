@@ -13,10 +13,8 @@ checked for checkpoints, then G is built and restored, then real statistics, the
 samples.
 """
 import dataclasses
-import hashlib
 import json
 import os
-import re
 import time
 
 from absl import logging
@@ -27,12 +25,9 @@ from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
+from hamgan.evaluation import run_dir
 
-CHECKPOINT_DIR = "checkpoints"
-OPERATIVE_CONFIG = "operative_config.gin"
-TRAINING_DONE = "TRAINING_DONE"
 RESULTS = os.path.join("eval", "results.jsonl")
-GENERATOR_KEYS = ("ema_generator", "generator")
 
 
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
@@ -48,131 +43,6 @@ def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_
   proto = metrics.protocol(num_samples, real.key.dataset, real.key.split)
   values = metrics.all_metrics(real.activations, feats.pool_3, feats.logits, proto, kid=kid)
   return values, feats
-
-
-# ----------------------------------------------------------------------------- run dir
-
-
-def list_checkpoints(model_dir):
-  """[(step, path)] of every checkpoint in model_dir/checkpoints, by step."""
-  ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
-  state = tf.train.get_checkpoint_state(ckpt_dir)
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  found = []
-  for path in paths:
-    if not os.path.isabs(path):
-      path = os.path.join(ckpt_dir, path)
-    if tf.io.gfile.exists(path + ".index"):
-      found.append((checkpoint_step(path), path))
-  return sorted(found)
-
-
-def checkpoint_step(path):
-  """The training step stored in the checkpoint (its `step` variable), else ckpt-N's N."""
-  try:
-    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-  except (tf.errors.NotFoundError, ValueError):
-    match = re.search(r"-(\d+)$", path)
-    return int(match.group(1)) if match else -1
-
-
-def config_sha256(model_dir):
-  """sha256 of model_dir/operative_config.gin, or None if there is none."""
-  path = os.path.join(model_dir, OPERATIVE_CONFIG)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
-def build_generator_from_config(model_dir, strategy=None):
-  """Rebuilds the run's Generator from model_dir/operative_config.gin (weights unset)."""
-  import gin  # pylint: disable=g-import-not-at-top
-  from hamgan import models  # pylint: disable=g-import-not-at-top  # registers configurables
-  try:
-    from hamgan import training  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    pass
-  path = os.path.join(model_dir, OPERATIVE_CONFIG)
-  if not tf.io.gfile.exists(path):
-    raise ValueError(
-        f"{path} does not exist; expected the gin config that hamgan-train saves next "
-        "to the checkpoints. Pass the model_dir of a training run.")
-  gin.clear_config()
-  with gin.unlock_config():
-    gin.parse_config_file(path, skip_unknown=True)
-  with (strategy or tf.distribute.get_strategy()).scope():
-    generator = models.Generator()
-    build_generator(generator)
-  return generator
-
-
-def build_generator(generator):
-  """Creates G's weights with one tiny call (the variables must exist to restore)."""
-  z = tf.zeros((1, generator.z_dim))
-  y = tf.zeros((1,), tf.int32)
-  generator((z, y), training=False)
-
-
-def describe_generator(generator):
-  """'Generator(image_size=32, ch=8, ...) -> (B, 32, 32, 3)' for error messages."""
-  fields = ("image_size", "num_classes", "ch", "z_dim", "context")
-  args = ", ".join(f"{f}={getattr(generator, f)!r}" for f in fields if hasattr(generator, f))
-  size = getattr(generator, "image_size", "S")
-  return f"{type(generator).__name__}({args}) -> images (B, {size}, {size}, 3)"
-
-
-def restore_generator(generator, checkpoint_path, use_ema=None):
-  """Loads G's weights from the checkpoint; returns the key used.
-
-  Args:
-    generator: a built generator.
-    checkpoint_path: e.g. model_dir/checkpoints/ckpt-3.
-    use_ema: True for 'ema_generator', False for 'generator', None for the EMA one
-      when the checkpoint has it.
-
-  Raises:
-    ValueError: the checkpoint lacks the generator, or holds one of another shape
-      (the message names the checkpoint's and the model's shapes).
-  """
-  shapes = dict(tf.train.list_variables(checkpoint_path))
-  present = {k for k in GENERATOR_KEYS if any(n.startswith(k + "/") for n in shapes)}
-  if use_ema is None:
-    key = "ema_generator" if "ema_generator" in present else "generator"
-  else:
-    key = "ema_generator" if use_ema else "generator"
-  if key not in present:
-    raise ValueError(
-        f"checkpoint {checkpoint_path} has no {key!r} (it has {sorted(present) or 'no generator'}); "
-        "pass --use_ema=false/true to pick one it has, or the checkpoint of a hamgan-train run.")
-  status = tf.train.Checkpoint(**{key: generator}).restore(checkpoint_path)
-  try:
-    status.assert_existing_objects_matched()
-  except ValueError as e:
-    raise _shape_error(checkpoint_path, key, generator, str(e)) from e
-  except AssertionError as e:
-    raise ValueError(
-        f"checkpoint {checkpoint_path} holds a {key!r} of another architecture than "
-        f"{describe_generator(generator)} built from {OPERATIVE_CONFIG}: {str(e)[:300]}. "
-        "Evaluate with the operative_config.gin of the run that wrote the checkpoint."
-    ) from e
-  status.expect_partial()  # optimizers, D etc. are deliberately not restored
-  return key
-
-
-def _shape_error(checkpoint_path, key, generator, message):
-  match = re.search(r"shape (\([^)]*\)) when attempting to restore variable with shape "
-                    r"(\([^)]*\)) and name (\S+?)\.?$", message)
-  if match:
-    ckpt_shape, model_shape, name = match.groups()
-    detail = (f"variable {name} has shape {ckpt_shape} in the checkpoint but "
-              f"{model_shape} in the model")
-  else:
-    detail = message
-  return ValueError(
-      f"checkpoint {checkpoint_path} holds a {key!r} of another shape than the model "
-      f"built from {OPERATIVE_CONFIG} ({describe_generator(generator)}): {detail}. "
-      "Evaluate with the operative_config.gin of the run that wrote this checkpoint.")
 
 
 # ------------------------------------------------------------------------- results
@@ -192,18 +62,21 @@ def _row_key(row):
 
 
 def write_result(model_dir, row, replace=False):
-  """Appends `row`; with `replace`, first drops rows with the same key (atomic rewrite)."""
+  """Adds `row`; with `replace`, rows with the same key go first.
+
+  The file is rewritten whole and renamed into place: atomic on a local disk, and it
+  works on gs:// too, where files cannot be appended to.
+  """
   path = os.path.join(model_dir, RESULTS)
   tf.io.gfile.makedirs(os.path.dirname(path))
+  rows = read_results(model_dir)
   if replace:
-    rows = [r for r in read_results(model_dir) if _row_key(r) != _row_key(row)] + [row]
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-  else:
-    with open(path, "a") as f:
-      f.write(json.dumps(row, sort_keys=True) + "\n")
+    rows = [r for r in rows if _row_key(r) != _row_key(row)]
+  rows.append(row)
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 @dataclasses.dataclass
@@ -245,12 +118,13 @@ class Evaluator:
     self.strategy = strategy or tf.distribute.get_strategy()
     self.write = write
     # 1. The classifier first: offline without a module fails here, in seconds.
-    self.classifier = classifier_lib.load_classifier(settings.classifier_path)
+    with self.strategy.scope():  # its variables then live where the replicas run
+      self.classifier = classifier_lib.load_classifier(settings.classifier_path)
     # 2. Then the run directory.
     if not tf.io.gfile.isdir(model_dir):
       raise ValueError(f"model_dir={model_dir!r} is not a directory; pass the directory "
                        "that hamgan-train wrote.")
-    self._build_generator = build_generator or build_generator_from_config
+    self._build_generator = build_generator or run_dir.build_generator_from_config
     self._make_real_dataset = make_real_dataset
     self._generator = None
     self._real = None
@@ -286,10 +160,11 @@ class Evaluator:
 
   def checkpoints(self):
     """[(step, path)], raising a clear error when there is none."""
-    found = list_checkpoints(self.model_dir)
+    found = run_dir.list_checkpoints(self.model_dir)
     if not found:
       raise ValueError(
-          f"no checkpoint in {os.path.join(self.model_dir, CHECKPOINT_DIR)}; expected "
+          f"no checkpoint in {os.path.join(self.model_dir, run_dir.CHECKPOINT_DIR)}; "
+          "expected "
           "ckpt-N files written by hamgan-train. Train first, or pass the right "
           "--model_dir (or --watch to wait for them).")
     return found
@@ -301,8 +176,8 @@ class Evaluator:
     """Evaluates one checkpoint; returns its results row, or None if already done."""
     s = self.settings
     start = time.time()
-    key = restore_generator(self.generator, checkpoint_path, s.use_ema)
-    step = checkpoint_step(checkpoint_path)
+    key = run_dir.restore_generator(self.generator, checkpoint_path, s.use_ema)
+    step = run_dir.checkpoint_step(checkpoint_path)
     row_key = (step, self.protocol(), self.classifier.identity, key)
     if row_key in self.done_keys() and not s.force:
       logging.info("step %d (%s) already evaluated under %s; skipping (--force redoes it).",
@@ -323,7 +198,7 @@ class Evaluator:
         real_dataset=s.real_dataset, real_split=s.real_split, real_count=real.count,
         real_inception_score=real.inception_score, seed=s.seed, eval_seconds=elapsed,
         images_per_sec=s.num_samples / elapsed, wall_time=time.time(),
-        config_sha256=config_sha256(self.model_dir), samples_png=png)
+        config_sha256=run_dir.config_sha256(self.model_dir), samples_png=png)
     write_result(self.model_dir, row, replace=s.force)
     logging.info("step %d: %s", step, json.dumps(values, sort_keys=True))
     return row
@@ -340,8 +215,8 @@ class Evaluator:
     """
     seen, rows, start = set(), [], time.time()
     while True:
-      done = tf.io.gfile.exists(os.path.join(self.model_dir, TRAINING_DONE))
-      pending = [(st, p) for st, p in list_checkpoints(self.model_dir) if p not in seen]
+      done = tf.io.gfile.exists(os.path.join(self.model_dir, run_dir.TRAINING_DONE))
+      pending = [(st, p) for st, p in run_dir.list_checkpoints(self.model_dir) if p not in seen]
       for _, path in pending:
         seen.add(path)
         try:
@@ -356,7 +231,8 @@ class Evaluator:
       if done and not pending:
         return rows
       if timeout_s is not None and time.time() - start > timeout_s:
-        logging.warning("watch timed out after %.0f s without %s.", timeout_s, TRAINING_DONE)
+        logging.warning("watch timed out after %.0f s without %s.", timeout_s,
+                        run_dir.TRAINING_DONE)
         return rows
       if not pending:
         time.sleep(poll_s)

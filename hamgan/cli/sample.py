@@ -1,0 +1,131 @@
+"""hamgan-sample: write samples of a trained generator as PNG files or one .npz.
+
+  hamgan-sample --model_dir=runs/x --num_samples=64 --classes=3,5 --out=samples/
+  hamgan-sample --model_dir=runs/x --num_samples=1000 --truncation=1.0 --out=s.npz
+
+Labels cycle through --classes (default: all classes). With --truncation=t, entries
+of z with |z| > t are redrawn (the truncation trick). PNG names carry index and
+class; an .npz holds `images` (uint8 N,S,S,3), `labels` and `z`. Needs no TF-GAN and
+no classifier.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+
+def define_flags(fv):
+  """Defines hamgan-sample's flags on the FlagValues `fv`."""
+  flags.DEFINE_string("model_dir", None, "Run directory written by hamgan-train.",
+                      flag_values=fv)
+  flags.DEFINE_string("checkpoint", None, "A path, ckpt-N name or step; default latest.",
+                      flag_values=fv)
+  flags.DEFINE_integer("num_samples", 64, "How many samples.", flag_values=fv)
+  flags.DEFINE_list("classes", None, "Comma-separated class ids, e.g. 3,5 (default: all).",
+                    flag_values=fv)
+  flags.DEFINE_float("truncation", None, "Truncation threshold for z (default: none).",
+                     flag_values=fv)
+  flags.DEFINE_string("out", None, "Output directory for PNGs, or a file name ending in "
+                      ".npz.", flag_values=fv)
+  flags.DEFINE_boolean("use_ema", None, "EMA generator (default when present) or not.",
+                       flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of z.", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 100, "Samples per generator call.", flag_values=fv)
+  flags.mark_flag_as_required("model_dir", flag_values=fv)
+  flags.mark_flag_as_required("out", flag_values=fv)
+
+
+def parse_flags(argv):
+  """Parses argv (program name first) into a fresh FlagValues; prints help on --help."""
+  fv = flags.FlagValues()
+  define_flags(fv)
+  if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+    print(__doc__)
+    print(fv.get_help())
+    sys.exit(0)
+  fv(argv)
+  return fv
+
+
+def parse_classes(classes, num_classes):
+  """['3', '5'] -> array([3, 5]); None -> all classes. Checks the range."""
+  if not classes:
+    return np.arange(num_classes, dtype=np.int32)
+  try:
+    ids = np.array([int(c) for c in classes], np.int32)
+  except ValueError:
+    raise ValueError(f"--classes={','.join(classes)!r} is not a list of integers; pass "
+                     "e.g. --classes=3,5.") from None
+  bad = [int(c) for c in ids if not 0 <= c < num_classes]
+  if bad:
+    raise ValueError(f"--classes has {bad} outside 0..{num_classes - 1} (the generator "
+                     f"has {num_classes} classes); pass ids in that range.")
+  return ids
+
+
+def generate(generator, num_samples, classes, truncation=None, seed=0, batch_size=100):
+  """(images uint8 (N, S, S, 3), labels (N,), z (N, z_dim)); labels cycle `classes`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import features  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import images as images_lib  # pylint: disable=g-import-not-at-top
+  z, _ = features.latent_inputs(num_samples, 1, int(generator.z_dim), seed, truncation)
+  labels = np.resize(np.asarray(classes, np.int32), num_samples)
+  out = [images_lib.to_uint8(generator((tf.constant(z[i:i + batch_size]),
+                                        tf.constant(labels[i:i + batch_size])),
+                                       training=False).numpy())
+         for i in range(0, num_samples, batch_size)]
+  return np.concatenate(out), labels, z
+
+
+def write_samples(out, images, labels, z):
+  """PNG files into directory `out`, or one .npz when `out` ends with .npz."""
+  from hamgan.evaluation import images as images_lib  # pylint: disable=g-import-not-at-top
+  if out.endswith(".npz"):
+    if os.path.dirname(out):
+      os.makedirs(os.path.dirname(out), exist_ok=True)
+    np.savez_compressed(out, images=images, labels=labels, z=z)
+    return [out]
+  paths = []
+  for i, (image, label) in enumerate(zip(images, labels)):
+    path = os.path.join(out, f"sample_{i:05d}_class{int(label)}.png")
+    images_lib.write_png(path, image)
+    paths.append(path)
+  return paths
+
+
+def sample(fv):
+  """Restores G as the flags say and writes the samples; returns the written paths."""
+  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  if fv.num_samples <= 0:
+    raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
+  path = run_dir.find_checkpoint(fv.model_dir, fv.checkpoint)
+  generator = run_dir.build_generator_from_config(fv.model_dir)
+  key = run_dir.restore_generator(generator, path, fv.use_ema)
+  classes = parse_classes(fv.classes, int(generator.num_classes))
+  images, labels, z = generate(generator, fv.num_samples, classes, fv.truncation, fv.seed,
+                               fv.batch_size)
+  written = write_samples(fv.out, images, labels, z)
+  logging.info("%d samples of %s (%s) written to %s", len(images), path, key, fv.out)
+  return written
+
+
+def main(fv):
+  logging.set_verbosity(logging.INFO)
+  try:
+    written = sample(fv)
+  except ValueError as e:
+    print(f"hamgan-sample: error: {e}", file=sys.stderr)
+    return 1
+  print(f"wrote {len(written)} file(s) under {fv.out}")
+  return 0
+
+
+def run():
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,186 @@
+"""The training run directory as hamgan-train writes it (docs/architecture.md).
+
+model_dir/checkpoints/ckpt-N (tf.train.CheckpointManager; keys generator,
+ema_generator, ...), model_dir/operative_config.gin (rebuilds G), TRAINING_DONE.
+Reading it needs no TF-GAN, so hamgan-sample uses this module alone.
+"""
+import hashlib
+import os
+import re
+
+import tensorflow as tf
+
+CHECKPOINT_DIR = "checkpoints"
+OPERATIVE_CONFIG = "operative_config.gin"
+TRAINING_DONE = "TRAINING_DONE"
+GENERATOR_KEYS = ("ema_generator", "generator")
+
+
+def list_checkpoints(model_dir):
+  """[(step, path)] of every checkpoint in model_dir/checkpoints, by step."""
+  ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+  state = tf.train.get_checkpoint_state(ckpt_dir)
+  paths = list(state.all_model_checkpoint_paths) if state else []
+  found = []
+  for path in paths:
+    if not os.path.isabs(path):
+      path = os.path.join(ckpt_dir, path)
+    if tf.io.gfile.exists(path + ".index"):
+      found.append((checkpoint_step(path), path))
+  return sorted(found)
+
+
+def checkpoint_step(path):
+  """The training step stored in the checkpoint (its `step` variable), else ckpt-N's N."""
+  try:
+    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+  except (tf.errors.NotFoundError, ValueError):
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else -1
+
+
+def config_sha256(model_dir):
+  """sha256 of model_dir/operative_config.gin, or None if there is none."""
+  path = os.path.join(model_dir, OPERATIVE_CONFIG)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def build_generator_from_config(model_dir, strategy=None):
+  """Rebuilds the run's Generator from model_dir/operative_config.gin (weights unset)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from hamgan import models  # pylint: disable=g-import-not-at-top  # registers configurables
+  try:
+    from hamgan import training  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    pass
+  path = os.path.join(model_dir, OPERATIVE_CONFIG)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(
+        f"{path} does not exist; expected the gin config that hamgan-train saves next "
+        "to the checkpoints. Pass the model_dir of a training run.")
+  gin.clear_config()
+  with gin.unlock_config():
+    gin.parse_config_file(path, skip_unknown=True)
+  with (strategy or tf.distribute.get_strategy()).scope():
+    generator = models.Generator()
+    build_generator(generator)
+  return generator
+
+
+def build_generator(generator):
+  """Creates G's weights with one tiny call (the variables must exist to restore)."""
+  z = tf.zeros((1, generator.z_dim))
+  y = tf.zeros((1,), tf.int32)
+  generator((z, y), training=False)
+
+
+def describe_generator(generator):
+  """'Generator(image_size=32, ch=8, ...) -> (B, 32, 32, 3)' for error messages."""
+  fields = ("image_size", "num_classes", "ch", "z_dim", "context")
+  args = ", ".join(f"{f}={getattr(generator, f)!r}" for f in fields if hasattr(generator, f))
+  size = getattr(generator, "image_size", "S")
+  return f"{type(generator).__name__}({args}) -> images (B, {size}, {size}, 3)"
+
+
+def restore_generator(generator, checkpoint_path, use_ema=None):
+  """Loads G's weights from the checkpoint; returns the key used.
+
+  Args:
+    generator: a built generator.
+    checkpoint_path: e.g. model_dir/checkpoints/ckpt-3.
+    use_ema: True for 'ema_generator', False for 'generator', None for the EMA one
+      when the checkpoint has it.
+
+  Raises:
+    ValueError: the checkpoint lacks the generator, or holds one of another shape
+      (the message names the checkpoint's and the model's shapes).
+  """
+  shapes = dict(tf.train.list_variables(checkpoint_path))
+  present = {k for k in GENERATOR_KEYS if any(n.startswith(k + "/") for n in shapes)}
+  if use_ema is None:
+    key = "ema_generator" if "ema_generator" in present else "generator"
+  else:
+    key = "ema_generator" if use_ema else "generator"
+  if key not in present:
+    has = sorted(present) or "no generator"
+    raise ValueError(
+        f"checkpoint {checkpoint_path} has no {key!r} (it has {has}); pass "
+        "--use_ema=false/true to pick one it has, or the checkpoint of a hamgan-train run.")
+  try:
+    # G is built, so restore assigns at once and a shape mismatch raises right here.
+    status = tf.train.Checkpoint(**{key: generator}).restore(checkpoint_path)
+    status.assert_existing_objects_matched()
+  except ValueError as e:
+    raise _shape_error(checkpoint_path, key, generator, str(e)) from e
+  except AssertionError as e:
+    raise ValueError(
+        f"checkpoint {checkpoint_path} holds a {key!r} of another architecture than "
+        f"{describe_generator(generator)} built from {OPERATIVE_CONFIG}: {str(e)[:300]}. "
+        "Evaluate with the operative_config.gin of the run that wrote the checkpoint."
+    ) from e
+  status.expect_partial()  # optimizers, D etc. are deliberately not restored
+  return key
+
+
+def _shape_error(checkpoint_path, key, generator, message):
+  match = re.search(r"shape (\([^)]*\)) when attempting to restore variable with shape "
+                    r"(\([^)]*\)) and name (\S+?)\.?$", message)
+  if match:
+    ckpt_shape, model_shape, name = match.groups()
+    detail = (f"variable {name} has shape {ckpt_shape} in the checkpoint but "
+              f"{model_shape} in the model")
+  else:
+    detail = message
+  return ValueError(
+      f"checkpoint {checkpoint_path} holds a {key!r} of another shape than the model "
+      f"built from {OPERATIVE_CONFIG} ({describe_generator(generator)}): {detail}. "
+      "Evaluate with the operative_config.gin of the run that wrote this checkpoint.")
+
+
+def config_value(model_dir, binding):
+  """The literal string or number bound to `binding` (e.g. 'train.dataset') in the
+  run's operative_config.gin, or None. Scoped and module-qualified names match too."""
+  path = os.path.join(model_dir, OPERATIVE_CONFIG)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read()
+  pattern = r"^\s*(?:[\w./]+[./])?" + re.escape(binding) + r"\s*=\s*(.+?)\s*$"
+  for match in re.finditer(pattern, text, re.MULTILINE):
+    value = match.group(1)
+    if value[:1] in "'\"" and value[-1:] == value[:1]:
+      return value[1:-1]
+    try:
+      return int(value)
+    except ValueError:
+      return None
+  return None
+
+
+def find_checkpoint(model_dir, checkpoint=None):
+  """A checkpoint path: the latest, or `checkpoint` given as a path, 'ckpt-N' or a step.
+
+  Raises:
+    ValueError: no checkpoint at all, or none matching `checkpoint`.
+  """
+  found = list_checkpoints(model_dir)
+  ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+  if checkpoint is None:
+    if not found:
+      raise ValueError(
+          f"no checkpoint in {ckpt_dir}; expected ckpt-N files written by hamgan-train. "
+          "Train first, or pass the right --model_dir.")
+    return found[-1][1]
+  text = str(checkpoint)
+  for candidate in (text, os.path.join(ckpt_dir, text)):
+    if tf.io.gfile.exists(candidate + ".index"):
+      return candidate
+  for step, path in found:
+    if text.isdigit() and int(text) == step:
+      return path
+  raise ValueError(
+      f"checkpoint={text!r} is neither a checkpoint path, a name in {ckpt_dir} nor a "
+      f"step of one; available steps: {[s for s, _ in found] or 'none'}.")
