@@ -150,7 +150,7 @@ def check_context(owner, context, context_resolution, reachable, context_setting
   registry.check_context_name(context)
   if context_resolution not in reachable:
     raise ValueError(f"{owner}: context_resolution={context_resolution!r} is never reached by "
-                     f"this network; it has feature maps at {sorted(reachable)}, so set "
+                     f"this network; it has feature maps at {sorted(set(reachable))}, so set "
                      "context_resolution to one of those (or None for the default).")
   if context_settings is not None and not isinstance(context_settings, dict):
     raise ValueError(f"{owner}: context_settings={context_settings!r} is not a dict; pass "

@@ -1,0 +1,464 @@
+"""Tests of hamgan.models: layouts, parameter counts, context placement, conditioning,
+precision, XLA, checkpoints, and a per-context training smoke test."""
+import re
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hamgan.layers.registry import CONTEXT_NAMES
+from hamgan.models import Discriminator, Generator, context_sigmas
+from hamgan.models.blocks import count_trainable
+
+SMALL = dict(image_size=32, num_classes=5, ch=16)
+Z_DIM = 128
+
+
+def _inputs(batch, image_size=32, num_classes=5, seed=0):
+  rng = np.random.default_rng(seed)
+  z = tf.constant(rng.standard_normal((batch, Z_DIM)), tf.float32)
+  x = tf.constant(rng.uniform(-1, 1, (batch, image_size, image_size, 3)), tf.float32)
+  y = tf.constant(np.arange(batch) % num_classes, tf.int32)
+  return z, x, y
+
+
+def _spy_on_context(model, monkeypatch):
+  """Records (input, output) of every call of the model's context layer."""
+  layer = model.context_layer
+  calls = []
+  original = layer.call
+
+  def spy(x, *args, **kwargs):
+    out = original(x, *args, **kwargs)
+    calls.append((x, out))
+    return out
+  monkeypatch.setattr(layer, "call", spy)
+  return calls
+
+
+# ---------------------------------------------------------------------------
+# 128x128, ch=64, 1000 classes: the TF-GAN SAGAN reference. Built once.
+
+
+@pytest.fixture(scope="module")
+def sagan128():
+  tf.keras.mixed_precision.set_global_policy("float32")
+  g = Generator(image_size=128, num_classes=1000, ch=64, context="sagan")
+  d = Discriminator(image_size=128, num_classes=1000, ch=64, context="sagan")
+  g.build_for_shapes()
+  d.build_for_shapes()
+  return g, d
+
+
+@pytest.mark.slow
+def test_sagan128_parameter_counts_match_tfgan_reference(sagan128):
+  g, d = sagan128
+  assert count_trainable(g) == 42_078_852
+  assert count_trainable(d) == 39_463_618
+  # Spectral-norm vectors and BN moving statistics are state, not parameters.
+  assert all("sn_u" in v.name or "sn_sigma" in v.name or "moving" in v.name
+             for v in g.non_trainable_weights + d.non_trainable_weights)
+
+
+@pytest.mark.slow
+def test_sagan128_context_input_is_32x32(sagan128, monkeypatch):
+  g, d = sagan128
+  g_calls = _spy_on_context(g, monkeypatch)
+  d_calls = _spy_on_context(d, monkeypatch)
+  z, x, y = _inputs(1, image_size=128, num_classes=1000)
+  images = g((z, y), training=False)
+  logits = d((x, y), training=False)
+  assert images.shape == (1, 128, 128, 3) and logits.shape == (1,)
+  assert [c[0].shape.as_list() for c in g_calls] == [[1, 32, 32, 256]]
+  assert [c[0].shape.as_list() for c in d_calls] == [[1, 32, 32, 128]]
+
+
+@pytest.mark.slow
+def test_sagan128_summary_lists_blocks_context_and_counts(sagan128, capsys):
+  g, d = sagan128
+  g.summary()
+  d.summary()
+  text = capsys.readouterr().out
+  assert "42,078,852" in text and "39,463,618" in text
+  assert "context 'sagan' at 32x32, C=256" in text
+  assert "context 'sagan' at 32x32, C=128" in text
+  # Every block shows its output shape, in network order.
+  g_lines = g.describe().splitlines()
+  names = [line.split()[0] for line in g_lines[3:-1]]
+  assert names[:5] == ["linear", "block1", "block2", "block3", g.context_layer.name]
+  block5 = [line for line in g_lines if line.split()[0] == "block5"]
+  assert len(block5) == 1 and "(128, 128, 64)" in block5[0]
+
+
+# ---------------------------------------------------------------------------
+# Layouts and arguments.
+
+
+def _expected_params(image_size, ch, k, z_dim=128):
+  """Trainable parameters of the documented layouts (no context), counted by hand."""
+  conv = lambda kk, ci, co: kk * kk * ci * co + co  # every SN-conv has a bias
+  if image_size == 32:
+    g_init, g_mults = 4, [4, 4, 4]
+    d_opt, d_layout = 4, [(4, True), (4, False), (4, False)]
+  else:
+    g_init, g_mults = 16, [16, 8, 4, 2, 1][:5 if image_size == 128 else 4]
+    d_opt = 1
+    d_layout = [(2, True), (4, True), (8, True)] + (
+        [(16, True)] if image_size == 128 else []) + [(16, False)]
+  g = z_dim * 16 * g_init * ch + 16 * g_init * ch
+  c_in = g_init * ch
+  for m in g_mults:
+    c = m * ch  # two class tables (gamma, beta) per conditional BN
+    g += 2 * k * c_in + conv(3, c_in, c) + 2 * k * c + conv(3, c, c) + conv(1, c_in, c)
+    c_in = c
+  g += 2 * c_in + conv(3, c_in, 3)
+  c_in = d_opt * ch
+  d = conv(3, 3, c_in) + conv(3, c_in, c_in) + conv(1, 3, c_in)
+  for m, down in d_layout:
+    c = m * ch
+    d += conv(3, c_in, c) + conv(3, c, c) + (conv(1, c_in, c) if down or c != c_in else 0)
+    c_in = c
+  d += c_in + 1 + k * c_in
+  return g, d
+
+
+@pytest.mark.parametrize("image_size", [32, 64, 128])
+def test_layouts_have_documented_shapes_and_counts(image_size):
+  ch, k = 4, 7
+  g = Generator(image_size=image_size, num_classes=k, ch=ch, context="none")
+  d = Discriminator(image_size=image_size, num_classes=k, ch=ch, context="none")
+  z, x, y = _inputs(2, image_size=image_size, num_classes=k)
+  images = g((z, y), training=True)
+  logits = d((images, y), training=True)
+  assert images.shape == (2, image_size, image_size, 3) and images.dtype == tf.float32
+  assert logits.shape == (2,) and logits.dtype == tf.float32
+  assert float(tf.reduce_max(tf.abs(images))) <= 1.0
+  assert (count_trainable(g), count_trainable(d)) == _expected_params(image_size, ch, k)
+  assert g.context_layer is None and d.context_layer is None
+  assert context_sigmas(g, d) == []
+
+
+def _creates_no_variables(build):
+  """Runs `build` (which must raise ValueError); returns the error and variables made."""
+  made = []
+
+  def creator(next_creator, **kwargs):
+    made.append(kwargs.get("name"))
+    return next_creator(**kwargs)
+  with tf.variable_creator_scope(creator):
+    with pytest.raises(ValueError) as err:
+      build()
+  return str(err.value), made
+
+
+@pytest.mark.parametrize("cls,kwargs,needle", [
+    (Generator, dict(image_size=48), "image_size=48"),
+    (Discriminator, dict(image_size=256), "image_size=256"),
+    (Generator, dict(image_size=32, context_resolution=64), "context_resolution=64"),
+    (Generator, dict(image_size=128, context_resolution=4), "context_resolution=4"),
+    (Discriminator, dict(image_size=32, context_resolution=32), "context_resolution=32"),
+    (Discriminator, dict(image_size=64, context_resolution=64), "context_resolution=64"),
+    (Generator, dict(context="transformer"), "'transformer'"),
+    (Discriminator, dict(context="attention"), "'attention'"),
+    (Generator, dict(num_classes=0), "num_classes=0"),
+    (Discriminator, dict(num_classes=-3), "num_classes=-3"),
+    (Generator, dict(ch=0), "ch=0"),
+    (Discriminator, dict(ch=2.5), "ch=2.5"),
+    (Generator, dict(z_dim=0), "z_dim=0"),
+    (Generator, dict(context_settings=["rank", 8]), "context_settings"),
+    (Discriminator, dict(context="ham_nmf", context_settings=dict(conditional=True)),
+     "conditional=True"),
+])
+def test_bad_arguments_raise_before_any_weight(cls, kwargs, needle):
+  message, made = _creates_no_variables(lambda: cls(**kwargs))
+  assert needle in message
+  assert made == []
+
+
+def test_unknown_context_error_lists_the_valid_names():
+  message, _ = _creates_no_variables(lambda: Generator(context="transformer"))
+  for name in CONTEXT_NAMES:
+    assert name in message
+
+
+def test_context_resolution_error_lists_reachable_ones():
+  message, _ = _creates_no_variables(lambda: Discriminator(image_size=32, context_resolution=32))
+  assert "[8, 16]" in message
+
+
+def test_gin_bindings_configure_both_models():
+  gin.clear_config()
+  try:
+    gin.parse_config([
+        "Generator.ch = 8",
+        "Generator.image_size = 32",
+        "hamgan.models.Generator.context = 'ham_nmf'",
+        "Discriminator.ch = 4",
+        "Discriminator.image_size = 64",
+        "Discriminator.context_resolution = 16",
+    ])
+    g, d = Generator(), Discriminator()
+  finally:
+    gin.clear_config()
+  assert (g.ch, g.image_size, g.context, g.context_resolution) == (8, 32, "ham_nmf", 16)
+  assert (d.ch, d.image_size, d.context, d.context_resolution) == (4, 64, "sagan", 16)
+
+
+def test_get_config_round_trips():
+  g = Generator(context="ham_cd", context_settings={"rank": 8}, **SMALL)
+  d = Discriminator(context="ylg", context_resolution=8, **SMALL)
+  g2 = Generator.from_config(g.get_config())
+  d2 = Discriminator.from_config(d.get_config())
+  assert g2.get_config() == g.get_config() and d2.get_config() == d.get_config()
+  z, x, y = _inputs(2)
+  g((z, y)), g2((z, y)), d((x, y)), d2((x, y))
+  assert count_trainable(g2) == count_trainable(g)
+  assert count_trainable(d2) == count_trainable(d)
+
+
+def test_hamburger_is_conditional_in_g_only():
+  g = Generator(context="ham_nmf", **SMALL)
+  d = Discriminator(context="ham_nmf", **SMALL)
+  assert g.context_layer.conditional and g.context_layer.num_classes == SMALL["num_classes"]
+  assert not d.context_layer.conditional
+  assert d.context_layer.rank == 16 and g.context_layer.rank == 32
+
+
+# ---------------------------------------------------------------------------
+# Conditioning and the context's residual scale.
+
+
+def test_labels_condition_generator_per_example():
+  g = Generator(context="none", **SMALL)
+  z, _, _ = _inputs(2)
+  g((z, tf.constant([0, 0])))
+  # Fresh class tables are all gamma=1, beta=0, so classes only differ once trained;
+  # give every class its own scale and offset.
+  rng = np.random.default_rng(3)
+  for v in g.trainable_variables:
+    if "cbn" in v.name:
+      v.assign(v + rng.normal(0, 0.3, v.shape).astype(np.float32))
+  a = g((z, tf.constant([0, 1])), training=False).numpy()
+  b = g((z, tf.constant([0, 2])), training=False).numpy()
+  # Inference BN is per example: relabelling example 1 leaves example 0 unchanged.
+  np.testing.assert_array_equal(a[0], b[0])
+  assert np.abs(a[1] - b[1]).mean() > 1e-3
+
+
+def test_labels_condition_discriminator_only_through_projection():
+  d = Discriminator(context="none", **SMALL)
+  _, x, _ = _inputs(1)
+  logits = np.array([d((x, tf.constant([c])), training=False).numpy()[0] for c in range(5)])
+  assert np.ptp(logits) > 1e-4
+  table = d.embedding.embeddings
+  saved = table.numpy()
+  table.assign(tf.zeros_like(saved))
+  flat = np.array([d((x, tf.constant([c])), training=False).numpy()[0] for c in range(5)])
+  table.assign(saved)
+  np.testing.assert_allclose(flat, flat[0], rtol=0, atol=0)
+  # The projection is the whole class dependence: the logit is affine in the row.
+  h = tf.reduce_sum(tf.nn.relu(_features(d, x)), axis=[1, 2])[0].numpy()
+  rows = d.embedding(tf.range(5), training=False).numpy()
+  np.testing.assert_allclose(logits - flat, rows @ h, rtol=1e-4, atol=1e-4)
+
+
+def _features(d, x):
+  """D's last feature map, recomputed block by block (no context in this model)."""
+  h = x
+  for block in d.blocks:
+    h = block(h, training=False)
+  return h
+
+
+@pytest.mark.parametrize("context", [c for c in CONTEXT_NAMES if c != "none"])
+def test_context_adds_nothing_until_sigma_moves(context, monkeypatch):
+  g = Generator(context=context, **SMALL)
+  d = Discriminator(context=context, **SMALL)
+  g_calls = _spy_on_context(g, monkeypatch)
+  d_calls = _spy_on_context(d, monkeypatch)
+  z, x, y = _inputs(4)
+  before_g = g((z, y), training=False)
+  before_d = d((x, y), training=False)
+  assert [float(s) for s in context_sigmas(g, d)] == [0.0, 0.0]
+  for x_in, out in g_calls + d_calls:
+    np.testing.assert_array_equal(out.numpy(), x_in.numpy())
+  for s in context_sigmas(g, d):
+    s.assign(0.5)
+  after_g = g((z, y), training=False)
+  after_d = d((x, y), training=False)
+  for x_in, out in g_calls[1:] + d_calls[1:]:
+    assert np.abs(out.numpy() - x_in.numpy()).mean() > 1e-4
+  assert np.abs(after_g.numpy() - before_g.numpy()).mean() > 1e-5
+  assert np.abs(after_d.numpy() - before_d.numpy()).max() > 1e-5
+
+
+# ---------------------------------------------------------------------------
+# Precision, XLA, checkpoints.
+
+
+def _copy_weights(src, dst):
+  for a, b in zip(src.weights, dst.weights):
+    assert re.sub(r"_\d+/", "/", a.name) == re.sub(r"_\d+/", "/", b.name)
+    b.assign(a)
+
+
+@pytest.mark.parametrize("context", ["sagan", "ham_nmf"])
+def test_mixed_bfloat16_outputs_float32_close_to_float32(context):
+  z, x, y = _inputs(4)
+  g32 = Generator(context=context, **SMALL)
+  d32 = Discriminator(context=context, **SMALL)
+  g32((z, y)), d32((x, y))
+  for s in context_sigmas(g32, d32):
+    s.assign(0.5)
+  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  g16 = Generator(context=context, **SMALL)
+  d16 = Discriminator(context=context, **SMALL)
+  g16((z, y)), d16((x, y))
+  _copy_weights(g32, g16)
+  _copy_weights(d32, d16)
+  for training in (True, False):
+    tf.random.set_seed(11)  # the same random Hamburger bases for both models
+    images = g16((z, y), training=training)
+    logits = d16((images, y), training=training)
+    assert images.dtype == tf.float32 and logits.dtype == tf.float32
+    tf.random.set_seed(11)
+    ref_images = g32((z, y), training=training)
+    ref_logits = d32((ref_images, y), training=training)
+    assert np.isfinite(images.numpy()).all() and np.isfinite(logits.numpy()).all()
+    assert np.abs(images.numpy() - ref_images.numpy()).mean() < 0.05
+    scale = np.abs(ref_logits.numpy()).mean() + 1.0
+    assert np.abs(logits.numpy() - ref_logits.numpy()).max() < 0.1 * scale
+
+
+def test_jit_compile_matches_eager():
+  # Deterministic contexts, so that XLA and eager outputs can be compared.
+  g = Generator(context="sagan", **SMALL)
+  d = Discriminator(context="ylg", **SMALL)
+  z, x, y = _inputs(4)
+  eager_images = g((z, y), training=False)
+  eager_logits = d((x, y), training=False)
+
+  @tf.function(jit_compile=True)
+  def infer_and_train_grads(z, x, y):
+    images, logits = g((z, y), training=False), d((x, y), training=False)
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(d((g((z, y), training=True), y), training=True))
+    return images, logits, tape.gradient(loss, g.trainable_variables + d.trainable_variables)
+
+  images, logits, grads = infer_and_train_grads(z, x, y)
+  np.testing.assert_allclose(images.numpy(), eager_images.numpy(), atol=1e-4)
+  np.testing.assert_allclose(logits.numpy(), eager_logits.numpy(), rtol=1e-3, atol=1e-3)
+  assert len(grads) == len(g.trainable_variables) + len(d.trainable_variables)
+  assert all(np.isfinite(tf.convert_to_tensor(gr).numpy()).all() for gr in grads)
+
+
+def test_checkpoint_restores_weights_and_state(tmp_path):
+  z, x, y = _inputs(4)
+  g = Generator(context="ham_nmf", **SMALL)
+  d = Discriminator(context="sagan", **SMALL)
+  for _ in range(2):  # move the SN vectors and BN statistics away from their init
+    d((g((z, y), training=True), y), training=True)
+  for s in context_sigmas(g, d):
+    s.assign(0.7)
+  path = tf.train.Checkpoint(generator=g, discriminator=d).save(str(tmp_path / "ckpt"))
+  g2 = Generator(context="ham_nmf", **SMALL)
+  d2 = Discriminator(context="sagan", **SMALL)
+  g2((z, y), training=False), d2((x, y), training=False)  # build, then overwrite
+  tf.train.Checkpoint(generator=g2, discriminator=d2).restore(path).assert_consumed()
+  tf.random.set_seed(5)  # the Hamburger draws fresh bases on every call
+  a_img = g((z, y), training=False)
+  tf.random.set_seed(5)
+  b_img = g2((z, y), training=False)
+  np.testing.assert_allclose(b_img.numpy(), a_img.numpy(), atol=1e-6)
+  np.testing.assert_array_equal(d2((x, y), training=False).numpy(),
+                                d((x, y), training=False).numpy())
+  for a, b in zip(g.weights + d.weights, g2.weights + d2.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ---------------------------------------------------------------------------
+# Every context: gradients reach every variable, and D overfits a fixed batch.
+
+
+def _redundant_biases(g):
+  """G's biases that feed straight into a training-mode BN (their gradient is 0 there)."""
+  names = {b.conv1.bias.name for b in g.blocks}
+  last = g.blocks[-1]
+  if g.context_layer is None or g._context_index != len(g.blocks) - 1:  # pylint: disable=protected-access
+    names |= {last.conv2.bias.name, last.shortcut.bias.name}
+  return names
+
+
+def _hinge_d(d_real, d_fake):
+  return tf.reduce_mean(tf.nn.relu(1.0 - d_real)) + tf.reduce_mean(tf.nn.relu(1.0 + d_fake))
+
+
+def _fixed_images(n=16, size=32):
+  """Smooth coloured patterns, one per example, in [-1, 1]."""
+  rng = np.random.default_rng(7)
+  u = np.linspace(0, 2 * np.pi, size)
+  freq = rng.uniform(0.5, 3, (n, 1, 1, 3))
+  phase = rng.uniform(0, 2 * np.pi, (n, 1, 1, 3))
+  img = np.sin(freq * u[None, :, None, None] + phase) * np.cos(freq * u[None, None, :, None])
+  return tf.constant(img, tf.float32)
+
+
+def _tiny(context, **kwargs):
+  """ch=8 models for the per-context run (YLG's 8 heads need C % 64 == 0, so 4 here)."""
+  settings = {"heads": 4} if context == "ylg" else None
+  kwargs = dict(image_size=32, num_classes=5, ch=8, context=context, context_settings=settings,
+                **kwargs)
+  return Generator(**kwargs), Discriminator(**kwargs)
+
+
+@pytest.mark.parametrize("context", CONTEXT_NAMES)
+def test_every_variable_learns_and_d_overfits_a_batch(context):
+  g, d = _tiny(context)
+  z, _, y = _inputs(16)
+  x = _fixed_images()
+  g((z, y)), d((x, y))
+  for s in context_sigmas(g, d):
+    s.assign(0.5)
+
+  for training in (True, False):
+    with tf.GradientTape(persistent=True) as tape:
+      fake = g((z, y), training=training)
+      d_loss = _hinge_d(d((x, y), training=training), d((fake, y), training=training))
+      g_loss = -tf.reduce_mean(d((fake, y), training=training))
+    g_grads = dict(zip([v.name for v in g.trainable_variables],
+                       map(tf.convert_to_tensor, tape.gradient(g_loss, g.trainable_variables))))
+    d_grads = tape.gradient(d_loss, d.trainable_variables)
+    for v, grad in zip(d.trainable_variables, d_grads):
+      assert grad is not None and float(tf.norm(tf.convert_to_tensor(grad))) > 1e-6, v.name
+    redundant = _redundant_biases(g) if training else set()
+    typical = np.median([float(tf.norm(gr)) for gr in g_grads.values()])
+    for name, grad in g_grads.items():
+      norm = float(tf.norm(grad))
+      if name in redundant:  # BN removes any per-channel constant: mathematically 0
+        assert norm < 1e-4 * typical, name
+      else:
+        assert norm > 1e-6 * typical and norm > 0, name
+
+  # D memorises 16 real images against 16 fixed samples (real and fake in one batch,
+  # as a trainer would feed them), then G learns to fool that D. Eager: tracing two
+  # tf.functions per context would cost more than the dozen steps themselves.
+  fake = g((z, y), training=True)
+  both_x, both_y = tf.concat([x, fake], 0), tf.concat([y, y], 0)
+  d_opt = tf.keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.999)
+  g_opt = tf.keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.999)
+  d_losses, g_losses = [], []
+  for _ in range(12):
+    with tf.GradientTape() as tape:
+      logits = d((both_x, both_y), training=True)
+      loss = _hinge_d(logits[:16], logits[16:])
+    d_opt.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
+    d_losses.append(float(loss))
+  for _ in range(6):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(d((g((z, y), training=True), y), training=True))
+    g_opt.apply_gradients(zip(tape.gradient(loss, g.trainable_variables), g.trainable_variables))
+    g_losses.append(float(loss))
+  assert np.isfinite(d_losses + g_losses).all()
+  assert np.mean(d_losses[-3:]) < 0.4 * d_losses[0], d_losses
+  assert g_losses[-1] < g_losses[0] - 2.0, g_losses
