@@ -1,0 +1,152 @@
+"""hamgan-train: trains a GAN from gin experiment files, resuming by itself.
+
+  hamgan-train --gin_file=gin_configs/demo_digits.gin --model_dir=runs/demo
+  hamgan-train --gin_file=imagenet128_hamgan_baby --model_dir=gs://b/run --tpu=local \
+      --gin_param="train.data_dir='gs://b/tfds'"
+
+Everything that can be wrong with a run's set-up (the gin files, a binding, the
+data set, the model_dir, the batch for the number of replicas) is checked
+before the first training step and reported as one message that says what to
+fix, with a non-zero exit status.
+"""
+import contextlib
+import logging as std_logging
+import os
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", [], "gin experiment file(s): a path, or a name in "
+                          "gin_configs/ such as 'demo_digits' (later files override).")
+flags.DEFINE_multi_string("gin_param", [], "extra gin bindings, e.g. "
+                          "\"train.batch_size = 64\" (applied after the files).")
+flags.DEFINE_string("model_dir", None, "run directory (local or gs://): checkpoints, "
+                    "summaries, samples, train_log.jsonl. Training resumes from it.")
+flags.DEFINE_string("tpu", None, "TPU to train on: 'local' on a TPU VM, or the TPU's "
+                    "name. Unset: several GPUs, a multi-worker TF_CONFIG, or one device.")
+
+GIN_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "gin_configs"
+
+
+_SEARCH_PATHS = set()
+
+
+class SetupError(Exception):
+  """A run cannot start; the message says what to fix."""
+
+
+def _available_configs():
+  if not GIN_CONFIG_DIR.is_dir():
+    return []
+  return sorted(p.stem for p in GIN_CONFIG_DIR.glob("*.gin") if not p.stem.startswith("base_"))
+
+
+def resolve_gin_file(name):
+  """A gin file path from a path or a config name; SetupError if there is none."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  candidates = [name]
+  if not os.path.isabs(name) and "://" not in name:
+    candidates += [str(GIN_CONFIG_DIR / name)]
+    if not name.endswith(".gin"):
+      candidates += [name + ".gin", str(GIN_CONFIG_DIR / (name + ".gin"))]
+  for candidate in candidates:
+    if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
+      return candidate
+  raise SetupError(
+      f"gin file {name!r} not found (looked for {', '.join(candidates)}). Pass an existing "
+      f"file with --gin_file, or one of the experiments in {GIN_CONFIG_DIR}: "
+      f"{', '.join(_available_configs()) or '(none)'}.")
+
+
+class _DropGinProbes(std_logging.Filter):
+  """Hides gin's 'Path not found' errors for search-path prefixes that miss."""
+
+  def filter(self, record):
+    return not str(record.msg).startswith("Path not found")
+
+
+@contextlib.contextmanager
+def _quiet_gin_search():
+  root, quiet = std_logging.getLogger(), _DropGinProbes()
+  root.addFilter(quiet)
+  try:
+    yield
+  finally:
+    root.removeFilter(quiet)
+
+
+def parse_gin(gin_files, gin_params):
+  """Parses the experiment; unknown configurables or parameters fail here."""
+  # Registers every configurable a gin file may name.
+  import hamgan.data  # pylint: disable=import-outside-toplevel,unused-import
+  import hamgan.models  # pylint: disable=import-outside-toplevel,unused-import
+  import hamgan.training  # pylint: disable=import-outside-toplevel,unused-import
+  if not gin_files:
+    raise SetupError("no --gin_file given; pass an experiment, e.g. "
+                     f"--gin_file=demo_digits (available: {', '.join(_available_configs())}).")
+  paths = [resolve_gin_file(f) for f in gin_files]
+  gin.clear_config()
+  # `include 'base_x.gin'` lines resolve next to the including file or in gin_configs/.
+  for directory in [str(GIN_CONFIG_DIR)] + [os.path.dirname(p) for p in paths]:
+    if directory and directory not in _SEARCH_PATHS:
+      gin.add_config_file_search_path(directory)
+      _SEARCH_PATHS.add(directory)
+  for path in paths:
+    try:
+      with _quiet_gin_search():
+        gin.parse_config_file(path)
+    except (SyntaxError, ValueError, KeyError, IOError) as e:
+      raise SetupError(
+          f"gin file {path} could not be parsed: {type(e).__name__}: {e}. Fix that line "
+          "(bindings read `Configurable.parameter = value`; configurables include "
+          "train, Generator, Discriminator, make_dataset).") from e
+  try:
+    gin.parse_config(list(gin_params))
+  except (SyntaxError, ValueError, KeyError) as e:
+    raise SetupError(f"--gin_param {list(gin_params)!r} could not be parsed: "
+                     f"{type(e).__name__}: {e}. Bindings read `train.batch_size = 64`.") from e
+  return paths
+
+
+def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
+  """Parses the config, resolves the strategy and builds the Trainer (no step yet)."""
+  from hamgan.training import strategy as strategy_lib  # pylint: disable=import-outside-toplevel
+  from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  if not model_dir:
+    raise SetupError("--model_dir is required: the run directory (local or gs://), "
+                     "e.g. --model_dir=runs/my_run.")
+  parse_gin(gin_files, gin_params)
+  try:
+    trainer_lib.check_model_dir(model_dir)
+    config = trainer_lib.TrainConfig()
+    if strategy is None:
+      strategy = strategy_lib.resolve_strategy(tpu)
+    return trainer_lib.Trainer(model_dir, config, strategy=strategy)
+  except (ValueError, TypeError) as e:
+    raise SetupError(str(e)) from e
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --gin_param.")
+  try:
+    trainer = build_trainer(FLAGS.gin_file, FLAGS.gin_param, FLAGS.model_dir, FLAGS.tpu)
+  except SetupError as e:
+    logging.error("hamgan-train cannot start: %s", e)
+    print(f"hamgan-train: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  trainer.train()
+  print(f"hamgan-train: done; checkpoints, summaries and samples are in {FLAGS.model_dir}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

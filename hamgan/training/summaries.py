@@ -1,0 +1,110 @@
+"""What a run writes besides checkpoints: TensorBoard scalars, sample grids, the train log.
+
+Kept apart from the train step so that the step stays a pure TensorFlow
+function and all host-side I/O (PNG files, JSON lines, TensorBoard) lives here.
+Paths may be local or gs:// (everything goes through tf.io.gfile).
+"""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+MAX_GRID_ROWS = 10
+
+
+def grid_classes(num_classes, max_rows=MAX_GRID_ROWS):
+  """Class ids for the rows of a sample grid: all classes, or `max_rows` spread evenly."""
+  if num_classes <= max_rows:
+    return list(range(num_classes))
+  return [int(c) for c in np.linspace(0, num_classes - 1, max_rows).round()]
+
+
+def grid_inputs(classes, columns, z_dim, seed=0):
+  """Fixed latents and labels for a grid: row r holds `columns` samples of classes[r].
+
+  The latents depend only on the seed, so grids written at different steps are
+  comparable sample by sample.
+  """
+  rng = np.random.RandomState(seed)
+  z = rng.standard_normal((len(classes) * columns, z_dim)).astype(np.float32)
+  y = np.repeat(np.asarray(classes, np.int32), columns)
+  return z, y
+
+
+def make_grid(images, rows, columns):
+  """Tiles images (rows*columns, S, S, 3) in [-1, 1] into one uint8 (rows*S, columns*S, 3)."""
+  images = np.asarray(images, np.float32)
+  n, s, _, c = images.shape
+  if n != rows * columns:
+    raise ValueError(f"make_grid got {n} images for a {rows}x{columns} grid; pass exactly "
+                     f"{rows * columns}.")
+  pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  # (rows*columns, S, S, C) -> (rows, S, columns, S, C) -> (rows*S, columns*S, C)
+  pixels = pixels.reshape(rows, columns, s, s, c).transpose(0, 2, 1, 3, 4)
+  return pixels.reshape(rows * s, columns * s, c)
+
+
+def write_png(path, grid):
+  """Writes a uint8 (H, W, 3) array as a PNG file (local or gs://)."""
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(tf.io.encode_png(tf.convert_to_tensor(grid, tf.uint8)).numpy())
+
+
+def context_scalars(models):
+  """Summary scalars of the context modules: every `sigma`, and a Hamburger's ham error.
+
+  `models` maps a prefix ("generator", ...) to a model with a `context_layer`
+  attribute (the placed context module or None).
+  """
+  scalars = {}
+  for prefix, model in models.items():
+    layer = getattr(model, "context_layer", None)
+    if layer is None:
+      continue
+    sigma = getattr(layer, "sigma", None)
+    if sigma is not None:
+      scalars[f"context/{prefix}_sigma"] = float(tf.convert_to_tensor(sigma))
+    error = getattr(layer, "last_relative_error", None)
+    if error is not None:
+      scalars[f"context/{prefix}_ham_relative_error"] = float(tf.convert_to_tensor(error))
+  return scalars
+
+
+class RunWriter:
+  """Writes TensorBoard summaries, PNG sample grids and train_log.jsonl under model_dir."""
+
+  def __init__(self, model_dir):
+    self.model_dir = model_dir
+    self.log_path = os.path.join(model_dir, "train_log.jsonl")
+    self._writer = tf.summary.create_file_writer(os.path.join(model_dir, "summaries"))
+
+  def scalars(self, step, values):
+    with self._writer.as_default():
+      for name, value in values.items():
+        tf.summary.scalar(name, value, step=step)
+    self._writer.flush()
+
+  def grid(self, step, grid):
+    """Writes the grid to TensorBoard and to samples/step_N.png; returns the PNG path."""
+    with self._writer.as_default():
+      tf.summary.image("samples", grid[None], step=step)
+    self._writer.flush()
+    path = os.path.join(self.model_dir, "samples", f"step_{step}.png")
+    write_png(path, grid)
+    return path
+
+  def log_row(self, row):
+    """Appends one JSON row to train_log.jsonl."""
+    line = json.dumps(row, sort_keys=True) + "\n"
+    # gfile has no append mode on every file system: read, extend, write back.
+    old = ""
+    if tf.io.gfile.exists(self.log_path):
+      with tf.io.gfile.GFile(self.log_path, "r") as f:
+        old = f.read()
+    with tf.io.gfile.GFile(self.log_path, "w") as f:
+      f.write(old + line)
+
+  def close(self):
+    self._writer.close()
