@@ -37,6 +37,14 @@ def _spy_on_context(model, monkeypatch):
   return calls
 
 
+def _tiny(context, **kwargs):
+  """ch=8 models for the per-context run (YLG's 8 heads need C % 64 == 0, so 4 here)."""
+  settings = {"heads": 4} if context == "ylg" else None
+  kwargs = dict(image_size=32, num_classes=5, ch=8, context=context, context_settings=settings,
+                **kwargs)
+  return Generator(**kwargs), Discriminator(**kwargs)
+
+
 # ---------------------------------------------------------------------------
 # 128x128, ch=64, 1000 classes: the TF-GAN SAGAN reference. Built once.
 
@@ -169,6 +177,10 @@ def _creates_no_variables(build):
     (Generator, dict(context_settings=["rank", 8]), "context_settings"),
     (Discriminator, dict(context="ham_nmf", context_settings=dict(conditional=True)),
      "conditional=True"),
+    # Settings the context layer itself rejects also fail at construction.
+    (Generator, dict(image_size=32, ch=4, context="ham_nmf"), "rank=32"),
+    (Discriminator, dict(image_size=32, ch=4, context="ylg"), "multiple of 64"),
+    (Generator, dict(context="ylg", context_settings=dict(heads=3)), "heads"),
 ])
 def test_bad_arguments_raise_before_any_weight(cls, kwargs, needle):
   message, made = _creates_no_variables(lambda: cls(**kwargs))
@@ -217,12 +229,28 @@ def test_get_config_round_trips():
   assert count_trainable(d2) == count_trainable(d)
 
 
-def test_hamburger_is_conditional_in_g_only():
+def test_hamburger_is_conditional_in_g_only(monkeypatch):
   g = Generator(context="ham_nmf", **SMALL)
   d = Discriminator(context="ham_nmf", **SMALL)
   assert g.context_layer.conditional and g.context_layer.num_classes == SMALL["num_classes"]
   assert not d.context_layer.conditional
   assert d.context_layer.rank == 16 and g.context_layer.rank == 32
+  # G feeds its labels to the Hamburger: with distinct class tables in its upper-bread
+  # BN, relabelling changes the module's output for the same input and bases.
+  rng = np.random.default_rng(4)
+  for v in g.context_layer.trainable_variables:
+    if "norm" in v.name:
+      v.assign(v + rng.normal(0, 0.5, v.shape).astype(np.float32))
+  g.context_layer.sigma.assign(1.0)
+  calls = _spy_on_context(g, monkeypatch)
+  z, _, _ = _inputs(2)
+  outs = []
+  for labels in ([0, 1], [0, 3]):
+    tf.random.set_seed(9)  # the same random initial bases for both calls
+    g((z, tf.constant(labels)), training=False)
+    outs.append(calls[-1][1].numpy())
+  np.testing.assert_allclose(outs[0][0], outs[1][0], atol=1e-5)
+  assert np.abs(outs[0][1] - outs[1][1]).mean() > 1e-3
 
 
 # ---------------------------------------------------------------------------
@@ -303,17 +331,15 @@ def _copy_weights(src, dst):
     b.assign(a)
 
 
-@pytest.mark.parametrize("context", ["sagan", "ham_nmf"])
+@pytest.mark.parametrize("context", CONTEXT_NAMES)
 def test_mixed_bfloat16_outputs_float32_close_to_float32(context):
   z, x, y = _inputs(4)
-  g32 = Generator(context=context, **SMALL)
-  d32 = Discriminator(context=context, **SMALL)
+  g32, d32 = _tiny(context)
   g32((z, y)), d32((x, y))
   for s in context_sigmas(g32, d32):
     s.assign(0.5)
   tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  g16 = Generator(context=context, **SMALL)
-  d16 = Discriminator(context=context, **SMALL)
+  g16, d16 = _tiny(context)
   g16((z, y)), d16((x, y))
   _copy_weights(g32, g16)
   _copy_weights(d32, d16)
@@ -402,14 +428,6 @@ def _fixed_images(n=16, size=32):
   phase = rng.uniform(0, 2 * np.pi, (n, 1, 1, 3))
   img = np.sin(freq * u[None, :, None, None] + phase) * np.cos(freq * u[None, None, :, None])
   return tf.constant(img, tf.float32)
-
-
-def _tiny(context, **kwargs):
-  """ch=8 models for the per-context run (YLG's 8 heads need C % 64 == 0, so 4 here)."""
-  settings = {"heads": 4} if context == "ylg" else None
-  kwargs = dict(image_size=32, num_classes=5, ch=8, context=context, context_settings=settings,
-                **kwargs)
-  return Generator(**kwargs), Discriminator(**kwargs)
 
 
 @pytest.mark.parametrize("context", CONTEXT_NAMES)

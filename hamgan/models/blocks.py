@@ -157,6 +157,22 @@ def check_context(owner, context, context_resolution, reachable, context_setting
                      "keyword arguments for the context layer, e.g. {'rank': 32}, or None.")
 
 
+def place_context(model_name, context, channels, resolution, settings):
+  """Builds the registry's context layer, weights included, for a (res, res, C) map.
+
+  Building at model construction (instead of at the first call) runs the layer's
+  own checks on its settings and input (heads that do not divide the channels,
+  a rank above min(D, H*W), ...) now, so a bad setting fails where it was made;
+  those checks raise before the layer creates a weight.
+  """
+  from hamgan.layers.registry import build_context  # pylint: disable=g-import-not-at-top
+  layer = build_context(context, channels, **settings)
+  # The same variable names as when Keras builds it inside the model's call.
+  with tf.name_scope(model_name), tf.name_scope(layer.name):
+    layer.build(tf.TensorShape([None, resolution, resolution, channels]))
+  return layer
+
+
 # Reporting helpers shared by the generator and the discriminator.
 
 def count_trainable(layer_or_model):

@@ -69,6 +69,19 @@ class Discriminator(tf.keras.Model):
       raise ValueError("Discriminator: context_settings has conditional=True; D's context "
                        "module is never class-conditional (D is conditioned by its projection "
                        "term), so drop that setting.")
+    mults = [opt_mult] + [m for m, _ in layout]
+    # The first block that reaches the resolution (the last one repeats 4x4).
+    context_index = resolutions.index(context_resolution)
+    context_layer = None
+    if context != "none":
+      # Placed (and so checked by the layer itself) before Model.__init__ creates
+      # even its step counters: a rejected setting leaves no variable behind.
+      settings = dict(context_settings or {})
+      if context.startswith("ham_"):
+        settings.setdefault("rank", _DEFAULT_HAM_RANK)
+      channels = mults[context_index] * ch
+      context_layer = blocks.place_context(name, context, channels, context_resolution,
+                                           settings)
     super().__init__(name=name, **kwargs)
 
     self.image_size = image_size
@@ -78,21 +91,12 @@ class Discriminator(tf.keras.Model):
     self.context_resolution = context_resolution
     self.context_settings = dict(context_settings or {})
 
-    mults = [opt_mult] + [m for m, _ in layout]
     self._shapes = [(r, r, m * ch) for r, m in zip(resolutions, mults)]
     self.blocks = [blocks.DiscriminatorBlock(opt_mult * ch, optimized=True, name="block1")]
     self.blocks += [blocks.DiscriminatorBlock(m * ch, downsample=down, name=f"block{i + 2}")
                     for i, (m, down) in enumerate(layout)]
-    # The first block that reaches the resolution (the last one repeats 4x4).
-    self._context_index = resolutions.index(context_resolution)
-    self.context_layer = None
-    if context != "none":
-      from hamgan.layers.registry import build_context  # pylint: disable=g-import-not-at-top
-      settings = dict(self.context_settings)
-      if context.startswith("ham_"):
-        settings.setdefault("rank", _DEFAULT_HAM_RANK)
-      channels = self._shapes[self._context_index][-1]
-      self.context_layer = build_context(context, channels, **settings)
+    self._context_index = context_index
+    self.context_layer = context_layer
     self._feature_channels = mults[-1] * ch
     self.linear = SNDense(1, name="linear")
     self.embedding = SNEmbedding(num_classes, self._feature_channels, name="embedding")

@@ -63,6 +63,19 @@ class Generator(tf.keras.Model):
     init_mult, mults = _LAYOUTS[image_size]
     resolutions = [4 * 2 ** (i + 1) for i in range(len(mults))]
     blocks.check_context(owner, context, context_resolution, resolutions, context_settings)
+    context_index = resolutions.index(context_resolution)
+    context_layer = None
+    if context != "none":
+      # Placed (and so checked by the layer itself) before Model.__init__ creates
+      # even its step counters: a rejected setting leaves no variable behind.
+      settings = dict(context_settings or {})
+      if context.startswith("ham_"):
+        settings.setdefault("conditional", True)
+        if settings["conditional"]:
+          settings.setdefault("num_classes", num_classes)
+      channels = mults[context_index] * ch
+      context_layer = blocks.place_context(name, context, channels, context_resolution,
+                                           settings)
     super().__init__(name=name, **kwargs)
 
     self.image_size = image_size
@@ -78,17 +91,8 @@ class Generator(tf.keras.Model):
     self.linear = SNDense(4 * 4 * self._init_channels, name="linear")
     self.blocks = [blocks.GeneratorBlock(m * ch, num_classes, name=f"block{i + 1}")
                    for i, m in enumerate(mults)]
-    self._context_index = resolutions.index(context_resolution)
-    self.context_layer = None
-    if context != "none":
-      from hamgan.layers.registry import build_context  # pylint: disable=g-import-not-at-top
-      settings = dict(self.context_settings)
-      if context.startswith("ham_"):
-        settings.setdefault("conditional", True)
-        if settings["conditional"]:
-          settings.setdefault("num_classes", num_classes)
-      channels = self._shapes[self._context_index][-1]
-      self.context_layer = build_context(context, channels, **settings)
+    self._context_index = context_index
+    self.context_layer = context_layer
     self.bn_out = ConditionalBatchNorm(None, name="bn_out")
     self.conv_out = SNConv2D(3, 3, name="conv_out")
 
