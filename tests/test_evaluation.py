@@ -255,7 +255,7 @@ def test_mirrored_features_equal_single_device(saved_classifiers, two_cpu_strate
   clf = classifier_lib.load_classifier(saved_classifiers[0])
   g = StandInGenerator()
   g.build([(None, 6), (None,)])
-  # 25 samples in batches of 10: the last global batch (5) splits unevenly, 3 + 2.
+  # 25 samples in global batches of 10 (padded to 30, the extra 5 dropped), 5 per replica.
   one = features.generated_features(g, clf, 25, 4, 6, batch_size=10, seed=7)
   two = features.generated_features(g, clf, 25, 4, 6, batch_size=10, seed=7,
                                     strategy=two_cpu_strategy)
@@ -263,10 +263,11 @@ def test_mirrored_features_equal_single_device(saved_classifiers, two_cpu_strate
   assert one.pool_3.shape == two.pool_3.shape == (25, 10)
   np.testing.assert_allclose(two.pool_3, one.pool_3, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(two.logits, one.logits, rtol=1e-5, atol=1e-5)
+  # Real batches of 8 from 29 images: the last one (5) splits unevenly, 3 + 2.
   real = features.dataset_features(
-      tf.data.Dataset.from_tensor_slices(_real_images(30)).batch(8), clf, 30,
+      tf.data.Dataset.from_tensor_slices(_real_images(29)).batch(8), clf, 29,
       strategy=two_cpu_strategy)
-  np.testing.assert_allclose(real.pool_3, clf(_real_images(30))["pool_3"].numpy(),
+  np.testing.assert_allclose(real.pool_3, clf(_real_images(29))["pool_3"].numpy(),
                              rtol=1e-5, atol=1e-6)
 
 

@@ -12,6 +12,7 @@ copy overlaps the device work.
 """
 import dataclasses
 import time
+import weakref
 
 from absl import logging
 import numpy as np
@@ -144,19 +145,43 @@ def generated_features(generator, classifier, num_samples, num_classes, z_dim,
     raise ValueError(f"batch_size={batch_size!r} is not a positive int; pass e.g. 100.")
   strategy = strategy or tf.distribute.get_strategy()
   z, y = latent_inputs(num_samples, num_classes, z_dim, seed, truncation)
+  # Pad to whole global batches (static shapes for TPUs); the extra outputs are dropped.
+  rows = np.arange(num_samples + (-num_samples % batch_size)) % num_samples
+  z, y = z[rows], y[rows]
   dataset = tf.data.Dataset.from_tensor_slices((z, y)).batch(batch_size).prefetch(2)
 
-  def replica_fn(z, y):
-    out = classifier(generator((z, y), training=False))
-    return out["pool_3"], out["logits"]
-
-  @tf.function(reduce_retracing=True)
-  def step(batch):
-    pool, logits = strategy.run(replica_fn, args=batch)
-    return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
-
+  step = _generation_step(generator, classifier, strategy)
   progress = Progress("generated", num_samples, progress_every_s, write)
   return _stream(strategy, step, dataset, num_samples, progress)
+
+
+# generator -> {(id(classifier), id(strategy)): (classifier, strategy, step)}: one traced
+# step per combination, so evaluating many checkpoints into one G traces G and the
+# classifier once (tracing Inception takes seconds).
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def _generation_step(generator, classifier, strategy):
+  """The tf.function: a distributed batch of (z, y) -> gathered (pool_3, logits)."""
+  try:
+    per_generator = _STEPS.setdefault(generator, {})
+  except TypeError:  # not weak-referenceable: no caching
+    per_generator = {}
+  key = (id(classifier), id(strategy))
+  if key not in per_generator:
+
+    def replica_fn(z, y):
+      out = classifier(generator((z, y), training=False))
+      return out["pool_3"], out["logits"]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+      pool, logits = strategy.run(replica_fn, args=batch)
+      return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
+
+    # The entry holds classifier and strategy, so their ids cannot be reused meanwhile.
+    per_generator[key] = (classifier, strategy, step)
+  return per_generator[key][2]
 
 
 def dataset_features(dataset, classifier, num_samples, strategy=None,

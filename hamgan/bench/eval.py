@@ -1,0 +1,169 @@
+"""hamgan-bench eval: the evaluator's overhead over bare G + classifier.
+
+Times N samples through the whole streaming pipeline (host z and labels, tf.data,
+strategy.run, gather, copy of pool_3 and logits to preallocated host arrays) against
+the bare cost of the same work in the same process: one tf.function with G and the
+classifier, called N / B times on a fixed batch, outputs left on the device. Both are
+warmed up first (tracing is not timed) and repeated, interleaved; the overhead is
+the ratio of the fastest runs (on a shared machine the minimum is the stable
+estimate: other load only ever adds time), with the medians' ratio beside it.
+Target: at most 10% overhead.
+
+Offline by default: the classifier is a stand-in CNN saved and loaded as a SavedModel
+with Inception's output sizes (pool_3 2048, logits 1008), so the host copies are as
+large as Inception's; pass --classifier_path for the real module (and --classifier_size
+is then ignored). On a CPU keep the models small; on a GPU try --image_size=128
+--ch=64 --classifier_path=/path/to/inception.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import tensorflow as tf
+
+
+def _standin_classifier(size, path):
+  """A random conv net saved as a SavedModel: (B,size,size,3) -> pool_3 2048, logits 1008."""
+
+  class Standin(tf.Module):
+
+    def __init__(self):
+      super().__init__()
+      inputs = tf.keras.Input((size, size, 3))
+      h = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(inputs)
+      h = tf.keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(h)
+      h = tf.keras.layers.Conv2D(2048, 1, activation="relu")(h)
+      pool = tf.keras.layers.GlobalAveragePooling2D()(h)
+      logits = tf.keras.layers.Dense(1008)(pool)
+      self.model = tf.keras.Model(inputs, [pool, logits])
+      self.image_size = tf.Variable(size, trainable=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def __call__(self, images):
+      pool, logits = self.model(images, training=False)
+      return {"pool_3": pool[:, None, None, :], "logits": logits}
+
+  tf.saved_model.save(Standin(), path)
+  return path
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def measure(num_samples=1000, batch_size=100, image_size=32, ch=16, context="none",
+            classifier_path=None, classifier_size=64, repeats=5, num_classes=10):
+  """Returns a dict of timings (seconds) and images per second for both paths."""
+  from hamgan.evaluation import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import features  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan.models import Generator  # pylint: disable=g-import-not-at-top
+
+  if num_samples % batch_size:
+    raise ValueError(f"num_samples={num_samples} is not a multiple of batch_size="
+                     f"{batch_size}; pass multiples so both paths do the same batches.")
+  strategy = tf.distribute.get_strategy()
+  generator = Generator(image_size=image_size, num_classes=num_classes, ch=ch, z_dim=128,
+                        context=context)
+  run_dir.build_generator(generator)
+  tmp = None
+  if classifier_path is None:
+    tmp = tempfile.mkdtemp(prefix="hamgan_bench_clf_")
+    classifier_path = _standin_classifier(classifier_size, os.path.join(tmp, "standin"))
+  clf = classifier_lib.load_classifier(classifier_path)
+
+  z, y = features.latent_inputs(batch_size, num_classes, 128, seed=0)
+  z, y = tf.constant(z), tf.constant(y)
+
+  @tf.function
+  def bare_step(z, y):
+    out = clf(generator((z, y), training=False))
+    return out["pool_3"], out["logits"]
+
+  def bare():
+    for _ in range(num_samples // batch_size):
+      pool, _ = bare_step(z, y)
+    pool.numpy()  # wait for the device once, at the end
+
+  def pipeline():
+    features.generated_features(generator, clf, num_samples, num_classes, 128,
+                                batch_size=batch_size, strategy=strategy,
+                                progress_every_s=1e9, write=lambda _: None)
+
+  bare_step(z, y)[0].numpy()  # trace
+  features.generated_features(generator, clf, batch_size, num_classes, 128,
+                              batch_size=batch_size, write=lambda _: None)
+  # Interleave the repeats so that drifting machine load hits both paths alike.
+  bare_times, pipe_times = [], []
+  for _ in range(repeats):
+    bare_times.append(_timed(bare))
+    pipe_times.append(_timed(pipeline))
+  result = dict(
+      device=(tf.config.list_physical_devices("GPU") or ["CPU"])[0],
+      num_samples=num_samples, batch_size=batch_size, image_size=image_size, ch=ch,
+      classifier=classifier_path if tmp is None else f"stand-in CNN at {classifier_size}px",
+      bare_s=min(bare_times), pipeline_s=min(pipe_times),
+      bare_median_s=statistics.median(bare_times),
+      pipeline_median_s=statistics.median(pipe_times),
+      bare_all=bare_times, pipeline_all=pipe_times)
+  result["overhead"] = result["pipeline_s"] / result["bare_s"] - 1.0
+  result["overhead_median"] = result["pipeline_median_s"] / result["bare_median_s"] - 1.0
+  return result
+
+
+def format_table(r):
+  """A markdown table of the two paths and the overhead."""
+  n = r["num_samples"]
+  lines = [
+      f"eval overhead: {n} samples, batch {r['batch_size']}, G {r['image_size']}px "
+      f"ch={r['ch']}, classifier {r['classifier']}, device {r['device']}",
+      "",
+      "| path | best s | img/s (best) | median s | all runs (s) |",
+      "|---|---|---|---|---|",
+      f"| bare G + classifier (one tf.function, no host copies) | {r['bare_s']:.3f} | "
+      f"{n / r['bare_s']:.1f} | {r['bare_median_s']:.3f} | "
+      f"{', '.join(f'{t:.3f}' for t in r['bare_all'])} |",
+      f"| hamgan pipeline (generated_features) | {r['pipeline_s']:.3f} | "
+      f"{n / r['pipeline_s']:.1f} | {r['pipeline_median_s']:.3f} | "
+      f"{', '.join(f'{t:.3f}' for t in r['pipeline_all'])} |",
+      "",
+      f"overhead: {100 * r['overhead']:+.1f}% best-to-best, "
+      f"{100 * r['overhead_median']:+.1f}% median-to-median (target <= +10%)",
+  ]
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="hamgan-bench eval", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--num_samples", type=int, default=2000)
+  parser.add_argument("--batch_size", type=int, default=100)
+  parser.add_argument("--image_size", type=int, default=32, choices=(32, 64, 128))
+  parser.add_argument("--ch", type=int, default=16)
+  parser.add_argument("--context", default="none")
+  parser.add_argument("--classifier_path", default=None)
+  parser.add_argument("--classifier_size", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--out", default="runs/bench_eval.jsonl",
+                      help="JSON-lines file the result row is appended to ('' for none)")
+  args = parser.parse_args(argv)
+  result = measure(args.num_samples, args.batch_size, args.image_size, args.ch,
+                   args.context, args.classifier_path, args.classifier_size, args.repeats)
+  table = format_table(result)
+  print(table)
+  if args.out:
+    if os.path.dirname(args.out):
+      os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "a") as f:
+      f.write(json.dumps(dict(result, device=str(result["device"]), wall_time=time.time()),
+                         sort_keys=True) + "\n")
+  return table
+
+
+if __name__ == "__main__":
+  main()
