@@ -145,6 +145,32 @@ def test_forward_matches_numpy_reference(kind, one_step):
 
 
 @pytest.mark.parametrize("kind", ["nmf", "cd", "vq"])
+@pytest.mark.parametrize("one_step", [True, False])
+def test_channels_last_layout_gives_the_same_values_and_gradients(kind, one_step):
+  rng = np.random.default_rng(8)
+  x, b0 = _data(kind, rng, b=2, d=8, n=12, r=3, dtype=np.float64)
+  w = rng.normal(size=x.shape)
+  out = {}
+  for channels_last in (False, True):
+    xt = tf.constant(np.transpose(x, (0, 2, 1)) if channels_last else x)  # (B, N, D)
+    with tf.GradientTape() as tape:
+      tape.watch(xt)
+      recon, bases, coef = hams.HAMS[kind](xt, tf.constant(b0), 4, one_step=one_step,
+                                           channels_last=channels_last)
+      if channels_last:
+        recon = tf.transpose(recon, [0, 2, 1])  # back to (B, D, N)
+      loss = tf.reduce_sum(recon * w)
+    grad = tape.gradient(loss, xt).numpy()
+    if channels_last:
+      grad = np.transpose(grad, (0, 2, 1))
+    out[channels_last] = (recon.numpy(), bases.numpy(), coef.numpy(), grad)
+  ref = REF[kind][0](x, b0, 4)
+  assert _rel(out[True][0], ref[0]) < 1e-8  # channels-last still matches the reference
+  for first, second in zip(out[False], out[True]):
+    assert _rel(second, first) < 1e-8
+
+
+@pytest.mark.parametrize("kind", ["nmf", "cd", "vq"])
 def test_forward_under_xla_with_dynamic_batch(kind):
   rng = np.random.default_rng(1)
   x, b0 = _data(kind, rng, b=3)
@@ -309,3 +335,5 @@ def test_bad_arguments_raise_value_errors():
     hams.vq(tf.ones([2, 4, 2, 3]), b, 2)
   with pytest.raises(ValueError, match="float64"):
     hams.cd(tf.ones([2, 4, 6], tf.float64), b, 2)
+  with pytest.raises(ValueError, match=r"x has D=6 .* bases have D=4"):
+    hams.nmf(x, b, 2, channels_last=True)  # x is (B, D, N) but was declared (B, N, D)

@@ -2,7 +2,7 @@
 
     z = SN-conv1x1(x, S*D)            lower bread (exact W / sigma, no bias)
     z = relu(z)                       NMF only: the decomposition needs X >= 0
-    z = ham(z)                        (B*S, D, N) -> low-rank reconstruction, float32
+    z = ham(z)                        (B*S, N, D) -> low-rank reconstruction, float32
     z = SN-conv1x1(z, C)              upper bread (exact W / sigma, no bias)
     z = ConditionalBatchNorm(z, y)    only when `conditional` (the generator's form)
     return x + sigma * z              sigma: trainable scalar, 0 at init
@@ -193,15 +193,21 @@ class Hamburger(tf.keras.layers.Layer):
     z = tf.cast(z, tf.float32)
     if self.ham == "nmf":
       z = tf.nn.relu(z)
-    z = tf.reshape(z, [b, h * w, s, d])  # (B, N, S, D)
-    x_ham = tf.reshape(tf.transpose(z, [0, 2, 3, 1]), [b * s, d, h * w])  # (B*S, D, N)
+    # The ham works channels-last, (B*S, N, D): for S = 1 both reshapes are free.
+    if s == 1:
+      x_ham = tf.reshape(z, [b, h * w, d])  # (B, N, D)
+    else:
+      z = tf.reshape(z, [b, h * w, s, d])  # (B, N, S, D)
+      x_ham = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b * s, h * w, d])  # (B*S, N, D)
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
     recon, bases, _ = hams.HAMS[self.ham](
-        x_ham, self._initial_bases(b), steps, one_step=self.one_step)
+        x_ham, self._initial_bases(b), steps, one_step=self.one_step,
+        channels_last=True)
     if training:
       self._update_state(x_ham, recon, bases, b)
-    z = tf.transpose(tf.reshape(recon, [b, s, d, h * w]), [0, 3, 1, 2])  # (B, N, S, D)
-    z = tf.cast(tf.reshape(z, [b, h, w, s * d]), self.compute_dtype)  # NHWC
+    if s > 1:
+      recon = tf.transpose(tf.reshape(recon, [b, s, h * w, d]), [0, 2, 1, 3])  # (B,N,S,D)
+    z = tf.cast(tf.reshape(recon, [b, h, w, s * d]), self.compute_dtype)  # NHWC
     z = self.upper_bread(z, training=training)  # (B, H, W, C)
     if self.norm is not None:
       z = self.norm(z, y, training=training)

@@ -13,7 +13,9 @@ reconstruction) is differentiated. With `one_step=False` every step is
 back-propagated (the paper's BPTT ablation).
 
 Everything is batched matmul over (B, D, N) / (B, D, R) / (B, N, R) tensors: nothing is
-ever N x N, shapes may be dynamic in B, and the functions compile under XLA.
+ever N x N, shapes may be dynamic in B, and the functions compile under XLA. With
+`channels_last=True` x (and the reconstruction) are (B, N, D) instead, the layout an
+NHWC map reshapes to for free; the transpose flags of matmul absorb the difference.
 """
 import tensorflow as tf
 
@@ -32,16 +34,26 @@ def _check_steps(steps):
         "decomposition iterations); pass e.g. steps=6.")
 
 
-def _check_inputs(x, bases):
+def _check_inputs(x, bases, channels_last):
+  """Checks ranks, dtypes and the shared D; returns the layout helper."""
+  layout = "(B, N, D)" if channels_last else "(B, D, N)"
   if x.shape.rank != 3 or bases.shape.rank != 3:
     raise ValueError(
-        f"x of shape {x.shape} and bases of shape {bases.shape}: expected x (B, D, N) "
-        "and bases (B, D, R); reshape NHWC features to (B*S, D, H*W) first.")
+        f"x of shape {x.shape} and bases of shape {bases.shape}: expected x {layout} "
+        "and bases (B, D, R); reshape NHWC features to (B*S, H*W, D) and pass "
+        "channels_last=True, or to (B*S, D, H*W).")
+  lay = _Layout(channels_last)
+  d_x, d_b = x.shape[lay.d_axis], bases.shape[1]
+  if d_x is not None and d_b is not None and d_x != d_b:
+    raise ValueError(
+        f"x has D={d_x} (shape {x.shape}, layout {layout}) but bases have D={d_b}: "
+        "expected the same D; check channels_last and the bases' shape.")
   if x.dtype != bases.dtype:
     raise ValueError(
         f"x dtype {x.dtype.name} and bases dtype {bases.dtype.name} differ: expected "
         "the same float dtype; cast both to float32 (the hams are fragile in low "
         "precision).")
+  return lay
 
 
 def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
@@ -73,100 +85,125 @@ def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
   return _l2n(b, axis=1)
 
 
-def _nmf_coef_step(x, bases, coef, eps):
+class _Layout:
+  """The products the hams need, for x stored (B, D, N) or channels-last (B, N, D).
+
+  Channels-last is what an NHWC feature map reshapes to without a copy; the
+  matmul transpose flags absorb the difference, so neither layout transposes x.
+  """
+
+  def __init__(self, channels_last):
+    self.channels_last = bool(channels_last)
+    self.d_axis = 2 if self.channels_last else 1
+
+  def xt_b(self, x, bases):
+    """X^T bases, (B, N, R)."""
+    return tf.matmul(x, bases, transpose_a=not self.channels_last)
+
+  def x_c(self, x, coef):
+    """X coef, (B, D, R)."""
+    return tf.matmul(x, coef, transpose_a=self.channels_last)
+
+  def recon(self, bases, coef):
+    """bases coef^T in x's layout: (B, D, N), or (B, N, D) channels-last."""
+    if self.channels_last:
+      return tf.matmul(coef, bases, transpose_b=True)
+    return tf.matmul(bases, coef, transpose_b=True)
+
+
+def _nmf_coef_step(lay, x, bases, coef, eps):
   """Multiplicative update of coef: coef * (X^T B) / (coef (B^T B) + eps)."""
-  numer = tf.matmul(x, bases, transpose_a=True)  # (B, N, R)
+  numer = lay.xt_b(x, bases)  # (B, N, R)
   denom = tf.matmul(coef, tf.matmul(bases, bases, transpose_a=True))  # (B, N, R)
   return coef * numer / (denom + eps)
 
 
-def _nmf_bases_step(x, bases, coef, eps):
+def _nmf_bases_step(lay, x, bases, coef, eps):
   """Multiplicative update of bases: B * (X coef) / (B (coef^T coef) + eps)."""
-  numer = tf.matmul(x, coef)  # (B, D, R)
+  numer = lay.x_c(x, coef)  # (B, D, R)
   denom = tf.matmul(bases, tf.matmul(coef, coef, transpose_a=True))  # (B, D, R)
   return bases * numer / (denom + eps)
 
 
-def nmf(x, bases, steps, one_step=True, eps=1e-6):
+def nmf(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   """Non-negative matrix factorisation X ~ bases coef^T by multiplicative updates.
 
   x must be non-negative (the Hamburger layer applies the ReLU; none is applied
   here). Coef starts as softmax(X^T bases) over R; each of the `steps` iterations
   updates coef then bases; one more coef update carries the gradient.
+  `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
   _check_steps(steps)
-  _check_inputs(x, bases)
+  lay = _check_inputs(x, bases, channels_last)
   if one_step:
     # Unrecorded iterations: the tape/graph never sees a path from x to these ops.
     x_it, bases = tf.stop_gradient(x), tf.stop_gradient(bases)
   else:
     x_it = x
-  coef = tf.nn.softmax(tf.matmul(x_it, bases, transpose_a=True), axis=-1)
+  coef = tf.nn.softmax(lay.xt_b(x_it, bases), axis=-1)  # (B, N, R)
   for _ in range(steps):
-    coef = _nmf_coef_step(x_it, bases, coef, eps)
-    bases = _nmf_bases_step(x_it, bases, coef, eps)
+    coef = _nmf_coef_step(lay, x_it, bases, coef, eps)
+    bases = _nmf_bases_step(lay, x_it, bases, coef, eps)
   if one_step:
     bases, coef = tf.stop_gradient(bases), tf.stop_gradient(coef)
-  coef = _nmf_coef_step(x, bases, coef, eps)
-  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
-  return recon, bases, coef
+  coef = _nmf_coef_step(lay, x, bases, coef, eps)
+  return lay.recon(bases, coef), bases, coef
 
 
-def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6):
+def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
+       channels_last=False):
   """Concept decomposition: spherical soft clustering, then a ridge solve for coef.
 
   Each step assigns normalised pixels to the bases by a sharp softmax, normalises
   the assignments per basis over N and sets each basis to the normalised weighted
   sum of pixels. The final coef = X^T B (B^T B + beta I)^-1 carries the gradient.
+  `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
   _check_steps(steps)
-  _check_inputs(x, bases)
+  lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
-  xn = _l2n(x_it, axis=1)
+  xn = _l2n(x_it, axis=lay.d_axis)
   for _ in range(steps):
-    coef = tf.nn.softmax(
-        tf.matmul(xn, bases, transpose_a=True) / temperature, axis=-1)  # (B, N, R)
+    coef = tf.nn.softmax(lay.xt_b(xn, bases) / temperature, axis=-1)  # (B, N, R)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
-    bases = _l2n(tf.matmul(x_it, coef), axis=1)  # (B, D, R)
+    bases = _l2n(lay.x_c(x_it, coef), axis=1)  # (B, D, R)
   if one_step:
     bases = tf.stop_gradient(bases)
-  rank = tf.shape(bases)[-1]
-  gram = tf.matmul(bases, bases, transpose_a=True)  # (B, R, R), symmetric PD
-  gram += beta * tf.eye(rank, dtype=x.dtype)
-  chol = tf.linalg.cholesky(gram)
-  # coef^T = (B^T B + beta I)^-1 B^T X, shape (B, R, N).
-  coef_t = tf.linalg.cholesky_solve(chol, tf.matmul(bases, x, transpose_a=True))
-  coef = tf.transpose(coef_t, [0, 2, 1])  # (B, N, R)
-  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
-  return recon, bases, coef
+  gram = tf.matmul(bases, bases, transpose_a=True)  # (B, R, R)
+  gram += beta * tf.eye(tf.shape(gram)[-1], dtype=gram.dtype)  # symmetric PD
+  eye = tf.broadcast_to(tf.eye(tf.shape(gram)[-1], dtype=gram.dtype), tf.shape(gram))
+  inverse = tf.linalg.cholesky_solve(tf.linalg.cholesky(gram), eye)  # R x R only
+  coef = tf.matmul(lay.xt_b(x, bases), inverse)  # (B, N, R)
+  return lay.recon(bases, coef), bases, coef
 
 
-def _vq_assign(x, bases, temperature):
+def _vq_assign(lay, x, bases, temperature):
   """softmax over R of cos(pixel, basis) / T, shape (B, N, R)."""
-  cos = tf.matmul(_l2n(x, axis=1), _l2n(bases, axis=1), transpose_a=True)
+  cos = lay.xt_b(_l2n(x, axis=lay.d_axis), _l2n(bases, axis=1))
   return tf.nn.softmax(cos / temperature, axis=-1)
 
 
-def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6):
+def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
+       channels_last=False):
   """Vector quantisation by soft k-means with cosine similarity.
 
   Each step soft-assigns pixels to bases and moves every basis to the
   assignment-weighted mean of the pixels; the final assignment carries the gradient.
+  `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
   _check_steps(steps)
-  _check_inputs(x, bases)
+  lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
   for _ in range(steps):
-    coef = _vq_assign(x_it, bases, temperature)
+    coef = _vq_assign(lay, x_it, bases, temperature)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
-    bases = tf.matmul(x_it, coef)  # (B, D, R)
+    bases = lay.x_c(x_it, coef)  # (B, D, R)
   if one_step:
     bases = tf.stop_gradient(bases)
-  coef = _vq_assign(x, bases, temperature)
-  recon = tf.matmul(bases, coef, transpose_b=True)  # (B, D, N)
-  return recon, bases, coef
+  coef = _vq_assign(lay, x, bases, temperature)
+  return lay.recon(bases, coef), bases, coef
 
 
 HAMS = {"nmf": nmf, "cd": cd, "vq": vq}
