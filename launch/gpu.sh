@@ -35,7 +35,7 @@ Flags (each can also be set by the environment variable in brackets):
   --data_dir=DIR        tfds data_dir; empty uses tfds's default
                         (~/tensorflow_datasets). [HAMGAN_DATA_DIR]
   --data_dir_binding=B  Gin binding that gives hamgan-train the data_dir.
-                        Default: make_dataset.data_dir. [HAMGAN_DATA_DIR_BINDING]
+                        Default: train.data_dir. [HAMGAN_DATA_DIR_BINDING]
   --gin_param=BINDING   Extra gin binding for hamgan-train, e.g.
                         "train.num_steps = 1000"; repeatable. [HAMGAN_GIN_PARAMS,
                         bindings separated by ';']
@@ -65,7 +65,7 @@ EXPERIMENT=${HAMGAN_EXPERIMENT:-}
 GIN_FILE=${HAMGAN_GIN_FILE:-}
 MODEL_DIR=${HAMGAN_MODEL_DIR:-}
 DATA_DIR=${HAMGAN_DATA_DIR:-}
-DATA_DIR_BINDING=${HAMGAN_DATA_DIR_BINDING:-make_dataset.data_dir}
+DATA_DIR_BINDING=${HAMGAN_DATA_DIR_BINDING:-train.data_dir}
 EVAL_ARGS=${HAMGAN_EVAL_ARGS:-}
 GPUS=${HAMGAN_GPUS:-}
 EVAL_GPU=${HAMGAN_EVAL_GPU:-}

@@ -35,7 +35,7 @@ Flags (each can also be set by the environment variable in brackets):
   --data_dir=GCS_PATH   tfds data_dir (training data, and the real images of the
                         evaluation). Default: gs://BUCKET/tfds. [HAMGAN_DATA_DIR]
   --data_dir_binding=B  Gin binding that gives hamgan-train the data_dir.
-                        Default: make_dataset.data_dir. [HAMGAN_DATA_DIR_BINDING]
+                        Default: train.data_dir. [HAMGAN_DATA_DIR_BINDING]
   --gin_param=BINDING   Extra gin binding for hamgan-train, e.g.
                         "train.num_steps = 1000"; repeatable. [HAMGAN_GIN_PARAMS,
                         bindings separated by ';']
@@ -79,7 +79,7 @@ BUCKET=${HAMGAN_BUCKET:-}
 EXPERIMENT=${HAMGAN_EXPERIMENT:-}
 RUN_NAME=${HAMGAN_RUN_NAME:-}
 DATA_DIR=${HAMGAN_DATA_DIR:-}
-DATA_DIR_BINDING=${HAMGAN_DATA_DIR_BINDING:-make_dataset.data_dir}
+DATA_DIR_BINDING=${HAMGAN_DATA_DIR_BINDING:-train.data_dir}
 EVAL_ARGS=${HAMGAN_EVAL_ARGS:-}
 TPU_NAME=${HAMGAN_TPU_NAME:-hamgan-v3}
 EVAL_TPU_NAME=${HAMGAN_EVAL_TPU_NAME:-}
@@ -180,7 +180,10 @@ REMOTE_LOGS='~/hamgan-logs'
 # shellcheck disable=SC2016
 REMOTE_ENV='export PATH="$HOME/.local/bin:$PATH"'
 
-if [[ -n $EXPERIMENT && ! -f $REPO_ROOT/gin_configs/$EXPERIMENT.gin ]]; then
+if [[ $COMMAND == train && ! -f $REPO_ROOT/gin_configs/$EXPERIMENT.gin ]]; then
+  if [[ $SOURCE == copy && $DRY_RUN != 1 ]]; then
+    hg_die "experiment '$EXPERIMENT' has no gin_configs/$EXPERIMENT.gin in this checkout; pass --experiment=NAME of a file in gin_configs/ (ls gin_configs)."
+  fi
   hg_info "warning: gin_configs/$EXPERIMENT.gin is not in this checkout; the VM must have it."
 fi
 

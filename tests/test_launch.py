@@ -94,7 +94,7 @@ def test_tpu_train_dry_run_exact_commands(tmp_path):
   assert train == [
       "hamgan-train", "--gin_file=gin_configs/imagenet128_hamgan_baby.gin",
       "--model_dir=gs://bkt/runs/imagenet128_hamgan_baby", "--tpu=local",
-      "--gin_param=make_dataset.data_dir = 'gs://bkt/tfds'",
+      "--gin_param=train.data_dir = 'gs://bkt/tfds'",
       "--gin_param=train.num_steps = 10"]
   assert tee == ["tee", "-a", "~/hamgan-logs/imagenet128_hamgan_baby.train.log"]
   # How to follow it goes to stderr, with the bucket's TensorBoard path.
@@ -173,6 +173,8 @@ def test_tpu_bad_arguments(tmp_path):
   assert res.returncode != 0 and "unknown flag '--zonee'" in res.stderr
   res = _run(TPU, "train", *BASE, "--spot", "--preemptible", tmp_path=tmp_path)
   assert res.returncode != 0 and "only one" in res.stderr
+  res = _run(TPU, "train", *BASE[:3], "--experiment=no_such_exp", tmp_path=tmp_path)
+  assert res.returncode != 0 and "gin_configs/no_such_exp.gin" in res.stderr
   res = _run(TPU, "train", *BASE, "--tpu_name=hg_sagan", tmp_path=tmp_path)
   assert res.returncode != 0 and "TPU VM name 'hg_sagan' is not valid" in res.stderr
   res = _run(TPU, "create", *BASE, "--source=git", tmp_path=tmp_path)
@@ -241,7 +243,7 @@ def test_gpu_dry_run_exact_commands(tmp_path):
   assert train == [
       "env", "TF_FORCE_GPU_ALLOW_GROWTH=true", "CUDA_VISIBLE_DEVICES=0,1", "nohup",
       "hamgan-train", "--gin_file=gin_configs/imagenet128_sagan.gin",
-      "--model_dir=runs/imagenet128_sagan", "--gin_param=make_dataset.data_dir = '/data/tfds'",
+      "--model_dir=runs/imagenet128_sagan", "--gin_param=train.data_dir = '/data/tfds'",
       "--gin_param=train.num_steps = 5", f">>{log}/train.log", "2>&1", "</dev/null", "&",
       "echo", "$!", f">{log}/train.pid"]
   evaluate = shlex.split(lines[3])
