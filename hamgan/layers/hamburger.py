@@ -16,6 +16,8 @@ State beyond the weights, updated only in training calls:
 * with `init="online"`, `bases` (groups, dim, rank): the initial bases of every call,
   an EMA (momentum `online_momentum`) of the batch-mean final bases, L2-normalised.
 """
+import numbers
+
 import tensorflow as tf
 
 from hamgan.layers import hams
@@ -29,13 +31,13 @@ INITS = ("random", "online")
 def _positive_int(name, value, allow_none=False, allow_zero=False):
   if allow_none and value is None:
     return None
-  ok = isinstance(value, int) and not isinstance(value, bool)
+  ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
   lowest = 0 if allow_zero else 1
   if not ok or value < lowest:
     kind = "a non-negative" if allow_zero else "a positive"
     extra = " or None" if allow_none else ""
-    raise ValueError(f"Hamburger {name}={value!r}: expected {kind} Python int{extra}.")
-  return value
+    raise ValueError(f"Hamburger {name}={value!r}: expected {kind} integer{extra}.")
+  return int(value)
 
 
 def _online_initializer(kind):

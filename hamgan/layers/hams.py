@@ -17,6 +17,8 @@ ever N x N, shapes may be dynamic in B, and the functions compile under XLA. Wit
 `channels_last=True` x (and the reconstruction) are (B, N, D) instead, the layout an
 NHWC map reshapes to for free; the transpose flags of matmul absorb the difference.
 """
+import numbers
+
 import tensorflow as tf
 
 HAM_KINDS = ("nmf", "cd", "vq")
@@ -28,10 +30,11 @@ def _l2n(v, axis):
 
 
 def _check_steps(steps):
-  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+  """The loop is unrolled in Python, so steps must be a plain integer."""
+  if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
     raise ValueError(
-        f"steps={steps!r}: expected a non-negative Python int (the number of "
-        "decomposition iterations); pass e.g. steps=6.")
+        f"steps={steps!r}: expected a non-negative Python integer (the number of "
+        "decomposition iterations, unrolled when tracing); pass e.g. steps=6.")
 
 
 def _check_inputs(x, bases, channels_last):
@@ -141,7 +144,7 @@ def nmf(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   else:
     x_it = x
   coef = tf.nn.softmax(lay.xt_b(x_it, bases), axis=-1)  # (B, N, R)
-  for _ in range(steps):
+  for _ in range(int(steps)):
     coef = _nmf_coef_step(lay, x_it, bases, coef, eps)
     bases = _nmf_bases_step(lay, x_it, bases, coef, eps)
   if one_step:
@@ -164,7 +167,7 @@ def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
   xn = _l2n(x_it, axis=lay.d_axis)
-  for _ in range(steps):
+  for _ in range(int(steps)):
     coef = tf.nn.softmax(lay.xt_b(xn, bases) / temperature, axis=-1)  # (B, N, R)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
     bases = _l2n(lay.x_c(x_it, coef), axis=1)  # (B, D, R)
@@ -196,7 +199,7 @@ def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
-  for _ in range(steps):
+  for _ in range(int(steps)):
     coef = _vq_assign(lay, x_it, bases, temperature)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
     bases = lay.x_c(x_it, coef)  # (B, D, R)
