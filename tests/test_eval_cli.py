@@ -234,3 +234,23 @@ def test_sample_writes_npz_and_pngs_of_the_restored_generator(tmp_path):
   with pytest.raises(ValueError, match="outside 0..9"):
     sample_cli.sample(sample_cli.parse_flags([
         "hamgan-sample", f"--model_dir={model_dir}", "--classes=12", f"--out={png_dir}"]))
+
+
+def test_console_entry_points_parse_and_report_errors(tmp_path, digits_classifier_path):
+  """The real `run()` entry points (absl app) in a fresh process."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path / "no_ckpt")
+  os.makedirs(model_dir)
+  with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
+    f.write(CONFIG.format(ch=CH))
+  code = ("import sys; from hamgan.cli import eval as e, sample as s; "
+          "sys.argv = sys.argv[1:]; (e if sys.argv[0] == 'eval' else s).run()")
+  res = subprocess.run(
+      [sys.executable, "-c", code, "eval", f"--model_dir={model_dir}",
+       f"--classifier_path={digits_classifier_path}", "--real_dataset=digits"],
+      capture_output=True, text=True, timeout=120)
+  assert res.returncode == 1 and "no checkpoint in" in res.stderr, res.stderr[-2000:]
+  res = subprocess.run([sys.executable, "-c", code, "sample", "--help"],
+                       capture_output=True, text=True, timeout=120)
+  assert res.returncode == 0 and "--truncation" in res.stdout

@@ -140,8 +140,13 @@ def main(fv):
   return 0
 
 
+def _app_parser(argv):
+  flags.FLAGS(argv[:1])  # absl's own FLAGS must count as parsed; ours are separate
+  return parse_flags(argv)
+
+
 def run():
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=_app_parser)
 
 
 if __name__ == "__main__":
