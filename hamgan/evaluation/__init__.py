@@ -6,6 +6,7 @@ Modules, one concept each:
   metrics            FID / IS / KID from features, with TF-GAN's functions.
   features           stream samples through G and the classifier under a strategy.
   real_stats         real-data features, cached on disk under a full key.
+  run_dir            the training run directory: checkpoints, gin config, G restore.
   evaluator          checkpoints -> metrics -> eval/results.jsonl (+ sample grids).
   images             sample grids and PNG writing.
   digits_classifier  a small digits CNN standing in for Inception in the offline demo.
