@@ -99,6 +99,17 @@ def test_sagan128_summary_lists_blocks_context_and_counts(sagan128, capsys):
   assert len(block5) == 1 and "(128, 128, 64)" in block5[0]
 
 
+def test_describe_builds_a_fresh_model_and_places_the_context():
+  g = Generator(context="ham_nmf", **SMALL)
+  d = Discriminator(context="none", context_resolution=8, **SMALL)
+  g_text, d_text = g.describe(), d.describe()  # neither was called before
+  assert "context 'ham_nmf' at 16x16, C=64" in g_text
+  assert f"{count_trainable(g):,}" in g_text.splitlines()[-1]
+  assert "no context module at 8x8" in d_text
+  d_rows = [line.split()[0] for line in d_text.splitlines()[3:-1]]
+  assert d_rows == ["block1", "block2", "context:", "block3", "block4", "linear", "embedding"]
+
+
 # ---------------------------------------------------------------------------
 # Layouts and arguments.
 
@@ -186,6 +197,16 @@ def test_bad_arguments_raise_before_any_weight(cls, kwargs, needle):
   message, made = _creates_no_variables(lambda: cls(**kwargs))
   assert needle in message
   assert made == []
+
+
+def test_inputs_of_the_wrong_shape_are_rejected():
+  g = Generator(context="none", **SMALL)
+  d = Discriminator(context="none", **SMALL)
+  with pytest.raises(ValueError, match="expected \\(batch, 128\\)"):
+    g((tf.zeros([2, 64]), tf.zeros([2], tf.int32)))
+  with pytest.raises(ValueError, match="expected \\(batch, 32, 32, 3\\)"):
+    d((tf.zeros([2, 64, 64, 3]), tf.zeros([2], tf.int32)))
+  assert g.weights == [] and d.weights == []  # nothing was built with the wrong shape
 
 
 def test_unknown_context_error_lists_the_valid_names():

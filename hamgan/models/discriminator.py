@@ -103,6 +103,11 @@ class Discriminator(tf.keras.Model):
 
   def call(self, inputs, training=None):
     x, y = inputs
+    want = (self.image_size, self.image_size, 3)
+    if x.shape.rank != 4 or tuple(x.shape[1:]) != want:
+      raise ValueError(f"{self.name}: images have shape {x.shape}; expected (batch, "
+                       f"{', '.join(map(str, want))}). Resize the data or build D with the "
+                       "matching image_size.")
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
     h = x
     for i, block in enumerate(self.blocks):
@@ -129,7 +134,7 @@ class Discriminator(tf.keras.Model):
 
   def describe(self):
     """A table of the blocks: output shapes, trainable parameters, the context's place."""
-    if not self.built:
+    if not self.embedding.built:  # Model.built alone can be set by a failed call
       self.build_for_shapes()
     rows = []
     for i, (block, shape) in enumerate(zip(self.blocks, self._shapes)):

@@ -98,6 +98,9 @@ class Generator(tf.keras.Model):
 
   def call(self, inputs, training=None):
     z, y = inputs
+    if z.shape.rank != 2 or z.shape[-1] not in (None, self.z_dim):
+      raise ValueError(f"{self.name}: z has shape {z.shape}; expected (batch, {self.z_dim}). "
+                       f"Draw z with z_dim={self.z_dim} or build G with z_dim={z.shape[-1]}.")
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
     h = self.linear(z, training=training)
     h = tf.reshape(h, [-1, 4, 4, self._init_channels])  # (B, 16ch*16) -> (B, 4, 4, 16ch)
@@ -123,7 +126,7 @@ class Generator(tf.keras.Model):
 
   def describe(self):
     """A table of the blocks: output shapes, trainable parameters, the context's place."""
-    if not self.built:
+    if not self.conv_out.built:  # Model.built alone can be set by a failed call
       self.build_for_shapes()
     rows = [("linear + reshape", (4, 4, self._init_channels),
              blocks.count_trainable(self.linear), f"SN-linear z({self.z_dim}) -> 4x4")]
