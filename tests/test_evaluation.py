@@ -136,6 +136,32 @@ def test_loaded_classifier_resizes_flattens_and_loads_once(saved_classifiers):
   assert other.identity != clf.identity
 
 
+class _SignatureOnly(tf.Module):
+  """Exported with a serving signature only (not callable), like many hub modules."""
+
+  def __init__(self):
+    super().__init__()
+    self.w = tf.Variable(np.arange(15, dtype=np.float32).reshape(3, 5))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 20, 20, 3], tf.float32)])
+  def serve(self, images):
+    pool = tf.reduce_mean(images, axis=[1, 2])  # (B, 3)
+    return {"pool_3": pool, "logits": pool @ self.w}
+
+
+def test_signature_only_savedmodel_and_static_input_size(tmp_path):
+  module = _SignatureOnly()
+  tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+  clf = classifier_lib.load_classifier(str(tmp_path))
+  assert clf.image_size == 20  # from the signature's static shape
+  x = _real_images(3)  # 8x8, resized to 20x20 by the wrapper
+  big = tf.image.resize(x, (20, 20), method="bilinear").numpy()
+  out = clf(x)
+  np.testing.assert_allclose(out["pool_3"].numpy(), big.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out["logits"].numpy(), big.mean(axis=(1, 2)) @ module.w.numpy(),
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_preprocessing_is_bilinear_resize_in_range():
   x = np.linspace(-1, 1, 2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
   from hamgan.evaluation import preprocessing  # pylint: disable=g-import-not-at-top

@@ -17,6 +17,7 @@ import socket
 import threading
 import urllib.parse
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -149,23 +150,32 @@ def _callable_of(loaded, source):
       f"{list(OUTPUT_KEYS)}.")
 
 
-def _declared_image_size(loaded, fn, source, default):
-  """The input size: an `image_size` attribute, a static input shape, or `default`."""
+def _input_specs(loaded):
+  """TensorSpecs of the image input of the object's __call__ and serving signatures."""
+  specs = []
+  for fn in getattr(getattr(loaded, "__call__", None), "concrete_functions", None) or []:
+    args, kwargs = fn.structured_input_signature
+    specs += list(args[:1]) + list(kwargs.values())[:1]
+  for fn in (getattr(loaded, "signatures", None) or {}).values():
+    specs += list(fn.structured_input_signature[1].values())[:1]
+  return [s for s in specs if isinstance(s, tf.TensorSpec)]
+
+
+def _declared_image_size(loaded, source):
+  """The input size: an `image_size` attribute, else a static input shape, else 299."""
   size = getattr(loaded, "image_size", None)
   if size is not None:
     return int(size.numpy() if hasattr(size, "numpy") else size)
-  concrete = getattr(loaded, "__call__", None)
-  for candidate in (concrete, fn):
-    specs = getattr(candidate, "concrete_functions", None)
-    if specs:
-      shape = specs[0].structured_input_signature[0][0].shape
-      if shape.rank == 4 and shape[1] is not None and shape[1] == shape[2]:
-        return int(shape[1])
-  if default is None:
-    raise ClassifierUnavailableError(
-        f"cannot tell the input size of {source!r}; give the SavedModel an "
-        "`image_size` attribute or a static (None, S, S, 3) input signature.")
-  return default
+  for spec in _input_specs(loaded):
+    shape = spec.shape
+    if shape.rank == 4 and shape[1] is not None and shape[1] == shape[2]:
+      return int(shape[1])
+  if source != INCEPTION_TFHUB:
+    logging.warning(
+        "%s declares no input size (no `image_size` attribute, no static input shape); "
+        "using Inception's %d. Give the SavedModel an `image_size` variable if that is "
+        "wrong.", source, INCEPTION_IMAGE_SIZE)
+  return INCEPTION_IMAGE_SIZE
 
 
 def load_classifier(path=None, handle=None):
@@ -187,7 +197,7 @@ def load_classifier(path=None, handle=None):
           f"classifier_path={path!r} holds no saved_model.pb; pass the directory of an "
           "extracted TF-Hub module or of a SavedModel (tf.saved_model.save output).")
     key = (path, directory_fingerprint(path))
-    source, identity, default_size = path, f"{path}#sha256:{key[1][:16]}", None
+    source, identity = path, f"{path}#sha256:{key[1][:16]}"
   else:
     handle = handle or INCEPTION_TFHUB
     cache_path = hub_cache_path(handle)
@@ -196,14 +206,13 @@ def load_classifier(path=None, handle=None):
     if key not in _LOADED and not cached and not host_reachable(handle):
       raise ClassifierUnavailableError(_offline_message(handle, cache_path))
     source, identity = handle, handle
-    default_size = INCEPTION_IMAGE_SIZE if handle == INCEPTION_TFHUB else None
   if key in _LOADED:
     return _LOADED[key]
 
   import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
   loaded = hub.load(source)
   fn = _callable_of(loaded, source)
-  size = _declared_image_size(loaded, fn, source, default_size)
+  size = _declared_image_size(loaded, source)
   classifier = Classifier(fn, size, identity, source)
   classifier._loaded = loaded  # pylint: disable=protected-access  # keeps variables alive
   _LOADED[key] = classifier
