@@ -321,6 +321,15 @@ def test_offline_default_classifier_fails_fast_with_instructions(tmp_path, monke
   assert "--classifier_path" in message and "TFHUB_CACHE_DIR" in message and digest in message
 
 
+def test_default_handle_loads_from_the_hashed_tfhub_cache_offline(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+  digest = hashlib.sha1(classifier_lib.INCEPTION_TFHUB.encode()).hexdigest()
+  tf.saved_model.save(StandInClassifier(seed=3), str(tmp_path / digest))
+  clf = classifier_lib.load_classifier()  # no network: the extracted module is found
+  assert clf.identity == classifier_lib.INCEPTION_TFHUB and clf.image_size == CLASSIFIER_SIZE
+  assert clf(_real_images(2))["pool_3"].shape == (2, 10)
+
+
 def test_offline_error_comes_before_any_sample(tmp_path, monkeypatch):
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
   monkeypatch.setattr(classifier_lib, "INCEPTION_TFHUB", "https://tfhub.invalid/inception/1")

@@ -202,7 +202,7 @@ def load_classifier(path=None, handle=None):
     handle = handle or INCEPTION_TFHUB
     cache_path = hub_cache_path(handle)
     cached = os.path.isdir(cache_path) and os.listdir(cache_path)
-    key = (handle, "hub")
+    key = (handle, cache_path)  # a module per cache: TFHUB_CACHE_DIR may change
     if key not in _LOADED and not cached and not host_reachable(handle):
       raise ClassifierUnavailableError(_offline_message(handle, cache_path))
     source, identity = handle, handle
