@@ -152,7 +152,8 @@ class Evaluator:
           dataset=s.real_dataset, split=s.real_split, resolution=resolution,
           num_samples=s.real_num_samples or s.num_samples,
           classifier=self.classifier.identity)
-      make = self._make_real_dataset or (lambda: _hamgan_dataset(s, resolution))
+      make = self._make_real_dataset or (
+          lambda: _hamgan_dataset(s, resolution, self.strategy))
       self._real, _ = real_stats.load_or_compute(
           key, make, self.classifier, cache_dir=s.cache_dir, strategy=self.strategy,
           write=self.write)
@@ -238,10 +239,11 @@ class Evaluator:
         time.sleep(poll_s)
 
 
-def _hamgan_dataset(settings, resolution):
+def _hamgan_dataset(settings, resolution, strategy):
+  """The real split in order, at G's resolution; whole batches only on a TPU."""
   from hamgan import data  # pylint: disable=g-import-not-at-top
+  on_tpu = "TPU" in type(strategy).__name__  # static shapes: drop the last partial batch
   return data.make_dataset(
       settings.real_dataset, settings.real_split, image_size=resolution,
       batch_size=settings.batch_size, data_dir=settings.data_dir, shuffle=False,
-      repeat=False, drop_remainder=False)
-
+      repeat=False, drop_remainder=on_tpu)
