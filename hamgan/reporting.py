@@ -343,22 +343,7 @@ def read_run(path, name=None):
   else:
     _warn(report, f"{report.name}: {log_path} is missing; it/s and trained steps left blank.")
 
-  summary_path = _join(path, MODEL_SUMMARY)
-  ckpt_dir = _join(path, CHECKPOINT_DIR)
-  if _exists(summary_path):
-    summary = json.loads(_read_text(summary_path))
-    report.g_params = summary.get("generator_params")
-    report.d_params = summary.get("discriminator_params")
-  elif _exists(ckpt_dir):
-    counts = params_from_checkpoint(ckpt_dir)
-    if counts is None:
-      _warn(report, f"{report.name}: {summary_path} is missing and {ckpt_dir} holds no "
-            "checkpoint; parameters left blank.")
-    else:
-      report.g_params, report.d_params = counts
-  else:
-    _warn(report, f"{report.name}: {summary_path} is missing (and no checkpoints/); "
-          "parameters left blank.")
+  report.g_params, report.d_params = _read_params(report, path)
 
   results_path = _join(path, EVAL_RESULTS)
   if _exists(results_path):
@@ -380,6 +365,31 @@ def read_run(path, name=None):
     _warn(report, f"{report.name}: {results_path} is missing; FID and IS left blank "
           "(run hamgan-eval on this model_dir).")
   return report
+
+
+def _read_params(report, path):
+  """(G, D) parameter counts: model_summary.json, else the latest checkpoint."""
+  summary_path = _join(path, MODEL_SUMMARY)
+  ckpt_dir = _join(path, CHECKPOINT_DIR)
+  if _exists(summary_path):
+    summary = json.loads(_read_text(summary_path))
+    return summary.get("generator_params"), summary.get("discriminator_params")
+  if not _exists(ckpt_dir):
+    _warn(report, f"{report.name}: {summary_path} is missing (and no checkpoints/); "
+          "parameters left blank.")
+    return None, None
+  try:
+    counts = params_from_checkpoint(ckpt_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # An unreadable checkpoint costs the parameter column only, never the report.
+    _warn(report, f"{report.name}: could not read the checkpoint in {ckpt_dir} "
+          f"({type(e).__name__}: {str(e)[:200]}); parameters left blank.")
+    return None, None
+  if counts is None:
+    _warn(report, f"{report.name}: {summary_path} is missing and {ckpt_dir} holds no "
+          "checkpoint; parameters left blank.")
+    return None, None
+  return counts
 
 
 def best_point(kind, points):

@@ -315,3 +315,39 @@ def test_cli_end_to_end(three_runs, tmp_path):
   assert no_out.returncode != 0 and "--out is required" in no_out.stderr
   helped = _cli("--help")
   assert "RUN_DIR" in helped.stdout and "--out" in helped.stdout
+
+
+def _copy_tree(src, dst):
+  for root, _, files in os.walk(src):
+    rel = os.path.relpath(root, src)
+    target = dst if rel == "." else f"{dst}/{rel}"
+    tf.io.gfile.makedirs(target)
+    for f in files:
+      tf.io.gfile.copy(os.path.join(root, f), f"{target}/{f}", overwrite=True)
+
+
+def test_remote_run_dirs_through_gfile(three_runs, tmp_path):
+  """A URL (gs:// in real use; TF's in-memory ram:// here) is read and written by gfile."""
+  remote = ["ram://bucket/runs/" + os.path.basename(r) for r in three_runs[:2]]
+  for src, dst in zip(three_runs, remote):
+    _copy_tree(src, dst)
+  reporting.write_comparison(remote, "ram://bucket/compare")
+  with tf.io.gfile.GFile("ram://bucket/compare/comparison.md") as f:
+    _, rows = _runs_table(f.read())
+  local_out = str(tmp_path / "local")
+  reporting.write_comparison(three_runs[:2], local_out)
+  _, local_rows = _runs_table(open(os.path.join(local_out, "comparison.md")).read())
+  assert rows == local_rows
+  with tf.io.gfile.GFile("ram://bucket/compare/fid_vs_step.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unreadable_checkpoint_is_a_warning(tmp_path):
+  run = tmp_path / "run"
+  (run / "checkpoints").mkdir(parents=True)
+  (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+  (run / "checkpoints" / "ckpt-1.index").write_bytes(b"not a checkpoint")
+  report = reporting.read_run(str(run))
+  assert report.g_params is None
+  assert any("could not read the checkpoint" in w and str(run / "checkpoints") in w
+             for w in report.warnings)
