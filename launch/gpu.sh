@@ -273,8 +273,13 @@ status_one() {
 case $COMMAND in
   start | train | eval)
     hg_run mkdir -p "$LOG_DIR"
-    [[ $COMMAND == eval ]] || start_train
-    [[ $COMMAND == train ]] || start_eval
+    # (if-statements, not `||`: set -e must stay active inside the functions)
+    if [[ $COMMAND != eval ]]; then
+      start_train
+    fi
+    if [[ $COMMAND != train ]]; then
+      start_eval
+    fi
     follow_help
     ;;
   status)

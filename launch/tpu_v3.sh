@@ -193,13 +193,16 @@ remote() {
   hg_run "${GCLOUD_TPU[@]}" ssh "$vm" "${WHERE[@]}" --worker=all --command="$command"
 }
 
-# Creates the VM, or reuses it (starting it if it is stopped).
+# Creates the VM, or reuses it (starting it if stopped, re-creating it if preempted).
 ensure_vm() {
   local vm=$1 state=""
   local create=("${GCLOUD_TPU[@]}" create "$vm" "${WHERE[@]}"
     --accelerator-type="$ACCELERATOR" --version="$RUNTIME_VERSION")
-  [[ $SPOT == 1 ]] && create+=(--spot)
-  [[ $PREEMPTIBLE == 1 ]] && create+=(--preemptible)
+  if [[ $SPOT == 1 ]]; then
+    create+=(--spot)
+  elif [[ $PREEMPTIBLE == 1 ]]; then
+    create+=(--preemptible)
+  fi
   if [[ $DRY_RUN == 1 ]]; then
     hg_run "${GCLOUD_TPU[@]}" describe "$vm" "${WHERE[@]}" --format='value(state)'
     hg_dry_note "if $vm does not exist (STOPPED: 'start' instead; PREEMPTED: 'delete', then this):"
