@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from hamgan.layers.registry import CONTEXT_NAMES
 from hamgan.models import Discriminator, Generator, context_sigmas
-from hamgan.models.blocks import count_trainable
+from hamgan.models.blocks import DiscriminatorBlock, GeneratorBlock, count_trainable
 
 SMALL = dict(image_size=32, num_classes=5, ch=16)
 Z_DIM = 128
@@ -108,6 +108,92 @@ def test_describe_builds_a_fresh_model_and_places_the_context():
   assert "no context module at 8x8" in d_text
   d_rows = [line.split()[0] for line in d_text.splitlines()[3:-1]]
   assert d_rows == ["block1", "block2", "context:", "block3", "block4", "linear", "embedding"]
+
+
+# ---------------------------------------------------------------------------
+# The blocks against an independent NumPy reference (float64, DESIGN.md order).
+
+
+def _np_sn_kernel(layer):
+  """W / max(1, sigma) with sigma from one power iteration from the stored u."""
+  w = layer.kernel.numpy().astype(np.float64)
+  w2 = w.reshape(-1, w.shape[-1])  # (k*k*C_in, C_out)
+  u = layer.u.numpy().astype(np.float64)
+  v = u @ w2.T
+  v /= np.linalg.norm(v)
+  u = v @ w2
+  u /= np.linalg.norm(u)
+  return w / max(1.0, float(v @ w2 @ u.T))
+
+
+def _np_conv(x, layer):
+  """'same' convolution, stride 1, with the layer's normalised kernel and bias."""
+  w = _np_sn_kernel(layer)
+  k, (h, wd) = w.shape[0], x.shape[1:3]
+  xp = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+  out = sum(np.einsum("bhwc,cd->bhwd", xp[:, i:i + h, j:j + wd], w[i, j])
+            for i in range(k) for j in range(k))
+  return out + layer.bias.numpy()
+
+
+def _np_bn(x, bn, y):
+  """Inference conditional BN: moving statistics, per-class gamma and beta."""
+  mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+  gamma, beta = bn.gamma.numpy()[y], bn.beta.numpy()[y]
+  return (x - mean) / np.sqrt(var + bn.epsilon) * gamma[:, None, None] + beta[:, None, None]
+
+
+_relu = lambda a: np.maximum(a, 0.0)
+_up = lambda a: a.repeat(2, axis=1).repeat(2, axis=2)
+_pool = lambda a: a.reshape(a.shape[0], a.shape[1] // 2, 2, a.shape[2] // 2, 2,
+                            a.shape[3]).mean(axis=(2, 4))
+
+
+def _randomise(layer, rng):
+  """Random values for every weight (positive BN variances), so nothing is trivial."""
+  for v in layer.weights:
+    value = rng.normal(0, 0.5, v.shape)
+    if "moving_variance" in v.name:
+      value = rng.uniform(0.5, 2.0, v.shape)
+    v.assign(value.astype(np.float32))
+
+
+def test_generator_block_matches_numpy():
+  block = GeneratorBlock(5, num_classes=3)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 4, 4, 6)).astype(np.float32)
+  y = np.array([2, 0])
+  block(x, tf.constant(y), training=False)
+  _randomise(block, rng)
+  got = block(x, tf.constant(y), training=False).numpy()
+  x64 = x.astype(np.float64)
+  h = _np_conv(_up(_relu(_np_bn(x64, block.bn0, y))), block.conv1)
+  h = _np_conv(_relu(_np_bn(h, block.bn1, y)), block.conv2)
+  want = _np_conv(_up(x64), block.shortcut) + h
+  assert got.shape == (2, 8, 8, 5)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("in_ch,out_ch,downsample,optimized", [
+    (3, 5, True, True), (6, 5, True, False), (5, 5, False, False), (4, 5, False, False)])
+def test_discriminator_block_matches_numpy(in_ch, out_ch, downsample, optimized):
+  block = DiscriminatorBlock(out_ch, downsample=downsample, optimized=optimized)
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 4, 4, in_ch)).astype(np.float32)
+  block(x, training=False)
+  _randomise(block, rng)
+  got = block(x, training=False).numpy()
+  x64 = x.astype(np.float64)
+  h = _np_conv(x64 if optimized else _relu(x64), block.conv1)
+  h = _np_conv(_relu(h), block.conv2)
+  s = x64
+  if downsample or in_ch != out_ch:
+    s = _np_conv(x64, block.shortcut)
+  else:
+    assert block.shortcut is None  # identity shortcut: no parameters
+  if downsample:
+    h, s = _pool(h), _pool(s)
+  np.testing.assert_allclose(got, s + h, rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------
