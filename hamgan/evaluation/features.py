@@ -148,7 +148,8 @@ def generated_features(generator, classifier, num_samples, num_classes, z_dim,
   # Pad to whole global batches (static shapes for TPUs); the extra outputs are dropped.
   rows = np.arange(num_samples + (-num_samples % batch_size)) % num_samples
   z, y = z[rows], y[rows]
-  dataset = tf.data.Dataset.from_tensor_slices((z, y)).batch(batch_size).prefetch(2)
+  dataset = tf.data.Dataset.from_tensor_slices((z, y)).batch(
+      batch_size, drop_remainder=True).prefetch(2)  # static batch shape: no dynamic kernels
 
   step = _generation_step(generator, classifier, strategy)
   progress = Progress("generated", num_samples, progress_every_s, write)
