@@ -154,13 +154,13 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
 
 
 def test_watch_follows_training_until_done(tmp_path, shared, digits_classifier_path):
-  model_dir = str(tmp_path / "run")
-  _, _, manager = _make_run(model_dir, steps=(5,), done=False)
-  step = manager.checkpoint.step
+  model_dir = str(tmp_path / "run")  # does not exist yet: the watcher starts first
 
   def train_on():
+    time.sleep(0.5)
+    _, _, manager = _make_run(model_dir, steps=(5,), done=False)
     time.sleep(1.0)
-    step.assign(15)
+    manager.checkpoint.step.assign(15)
     manager.save(checkpoint_number=15)
     time.sleep(0.5)
     open(os.path.join(model_dir, "TRAINING_DONE"), "w").close()
@@ -172,6 +172,8 @@ def test_watch_follows_training_until_done(tmp_path, shared, digits_classifier_p
   writer.join()
   assert [r["step"] for r in rows] == [5, 15]
   assert [r["step"] for r in evaluator.read_results(model_dir)] == [5, 15]
+  # The real data set and split came from the run's config, read once it existed.
+  assert all(r["real_dataset"] == "digits" and r["real_split"] == "test" for r in rows)
 
 
 def test_offline_without_classifier_path_fails_first_and_fast(tmp_path, monkeypatch, capsys):

@@ -85,25 +85,18 @@ def parse_flags(argv):
 
 
 def settings_from_flags(fv):
-  """EvalSettings, with the real data set and split defaulted from the run."""
+  """EvalSettings; the real data set, split and data_dir default to the run's."""
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
   if sum(bool(x) for x in (fv.checkpoint, fv.all, fv.watch)) > 1:
     raise ValueError(
         f"--checkpoint={fv.checkpoint!r}, --all={fv.all} and --watch={fv.watch} exclude "
         "each other; pass at most one of them.")
-  dataset = fv.real_dataset or run_dir.config_value(fv.model_dir, "train.dataset")
-  dataset = dataset or "imagenet2012"
-  split = fv.real_split
-  if split is None:
-    from hamgan import data  # pylint: disable=g-import-not-at-top
-    split = data.dataset_info(dataset, fv.data_dir).eval_split
-  data_dir = fv.data_dir or run_dir.config_value(fv.model_dir, "train.data_dir")
   return evaluator.EvalSettings(
-      num_samples=fv.num_samples, batch_size=fv.batch_size, real_dataset=dataset,
-      real_split=split, real_num_samples=fv.real_num_samples, data_dir=data_dir,
-      classifier_path=fv.classifier_path, use_ema=fv.use_ema, kid=fv.kid, seed=fv.seed,
-      cache_dir=fv.cache_dir, force=fv.force, progress_every_s=fv.progress_every_s)
+      num_samples=fv.num_samples, batch_size=fv.batch_size, real_dataset=fv.real_dataset,
+      real_split=fv.real_split, real_num_samples=fv.real_num_samples,
+      data_dir=fv.data_dir, classifier_path=fv.classifier_path, use_ema=fv.use_ema,
+      kid=fv.kid, seed=fv.seed, cache_dir=fv.cache_dir, force=fv.force,
+      progress_every_s=fv.progress_every_s)
 
 
 def evaluate(fv, strategy=None, write=None):

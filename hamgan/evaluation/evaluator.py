@@ -84,10 +84,10 @@ class EvalSettings:
   """What hamgan-eval's flags set."""
   num_samples: int = 50000
   batch_size: int = 100
-  real_dataset: str = "imagenet2012"
-  real_split: str = "validation"
+  real_dataset: str = None  # None: the run's train.dataset, else imagenet2012
+  real_split: str = None  # None: the data set's evaluation split
   real_num_samples: int = None  # None: the same as num_samples
-  data_dir: str = None
+  data_dir: str = None  # None: the run's train.data_dir, else tfds's default
   classifier_path: str = None
   use_ema: bool = None  # None: the EMA generator when the checkpoint has one
   kid: bool = False
@@ -109,6 +109,10 @@ class Evaluator:
     make_real_dataset: zero-argument callable returning the batched real data set;
       the default reads settings.real_dataset/real_split with hamgan.data at G's size.
     write: progress sink (default absl logging).
+
+  Settings left None (real data set, split, data_dir) are read from the run's
+  operative_config.gin when first needed, i.e. once a checkpoint exists: a watcher
+  started beside the trainer may begin before the run directory is there.
   """
 
   def __init__(self, model_dir, settings, strategy=None, build_generator=None,
@@ -120,10 +124,6 @@ class Evaluator:
     # 1. The classifier first: offline without a module fails here, in seconds.
     with self.strategy.scope():  # its variables then live where the replicas run
       self.classifier = classifier_lib.load_classifier(settings.classifier_path)
-    # 2. Then the run directory.
-    if not tf.io.gfile.isdir(model_dir):
-      raise ValueError(f"model_dir={model_dir!r} is not a directory; pass the directory "
-                       "that hamgan-train wrote.")
     self._build_generator = build_generator or run_dir.build_generator_from_config
     self._make_real_dataset = make_real_dataset
     self._generator = None
@@ -135,10 +135,22 @@ class Evaluator:
       self._generator = self._build_generator(self.model_dir, self.strategy)
     return self._generator
 
+  def real_source(self):
+    """(data set, split, data_dir) of the real side, defaults taken from the run."""
+    s = self.settings
+    dataset = (s.real_dataset or run_dir.config_value(self.model_dir, "train.dataset")
+               or "imagenet2012")
+    data_dir = s.data_dir or run_dir.config_value(self.model_dir, "train.data_dir")
+    split = s.real_split
+    if split is None:
+      from hamgan import data  # pylint: disable=g-import-not-at-top
+      split = data.dataset_info(dataset, data_dir).eval_split
+    return dataset, split, data_dir
+
   def protocol(self):
     """The protocol label of this evaluator's rows (classifier named unless Inception)."""
-    s = self.settings
-    proto = metrics.protocol(s.num_samples, s.real_dataset, s.real_split)
+    dataset, split, _ = self.real_source()
+    proto = metrics.protocol(self.settings.num_samples, dataset, split)
     if self.classifier.identity != classifier_lib.INCEPTION_TFHUB:
       proto += f", classifier {os.path.basename(self.classifier.source)}"
     return proto
@@ -147,13 +159,14 @@ class Evaluator:
     """Real statistics at G's resolution, from the cache when it is valid."""
     if self._real is None:
       s = self.settings
+      dataset, split, data_dir = self.real_source()
       resolution = int(getattr(self.generator, "image_size"))
       key = real_stats.RealStatsKey(
-          dataset=s.real_dataset, split=s.real_split, resolution=resolution,
+          dataset=dataset, split=split, resolution=resolution,
           num_samples=s.real_num_samples or s.num_samples,
           classifier=self.classifier.identity)
-      make = self._make_real_dataset or (
-          lambda: _hamgan_dataset(s, resolution, self.strategy))
+      make = self._make_real_dataset or (lambda: _hamgan_dataset(
+          dataset, split, data_dir, resolution, s.batch_size, self.strategy))
       self._real, _ = real_stats.load_or_compute(
           key, make, self.classifier, cache_dir=s.cache_dir, strategy=self.strategy,
           write=self.write)
@@ -161,6 +174,9 @@ class Evaluator:
 
   def checkpoints(self):
     """[(step, path)], raising a clear error when there is none."""
+    if not tf.io.gfile.isdir(self.model_dir):
+      raise ValueError(f"model_dir={self.model_dir!r} is not a directory; pass the "
+                       "directory that hamgan-train wrote (or --watch to wait for it).")
     found = run_dir.list_checkpoints(self.model_dir)
     if not found:
       raise ValueError(
@@ -196,7 +212,7 @@ class Evaluator:
     row = dict(
         step=step, checkpoint=checkpoint_path, generator=key, protocol=self.protocol(),
         classifier=self.classifier.identity, num_samples=s.num_samples, metrics=values,
-        real_dataset=s.real_dataset, real_split=s.real_split, real_count=real.count,
+        real_dataset=real.key.dataset, real_split=real.key.split, real_count=real.count,
         real_inception_score=real.inception_score, seed=s.seed, eval_seconds=elapsed,
         images_per_sec=s.num_samples / elapsed, wall_time=time.time(),
         config_sha256=run_dir.config_sha256(self.model_dir), samples_png=png)
@@ -217,7 +233,11 @@ class Evaluator:
     seen, rows, start = set(), [], time.time()
     while True:
       done = tf.io.gfile.exists(os.path.join(self.model_dir, run_dir.TRAINING_DONE))
-      pending = [(st, p) for st, p in run_dir.list_checkpoints(self.model_dir) if p not in seen]
+      try:
+        listed = run_dir.list_checkpoints(self.model_dir)
+      except tf.errors.NotFoundError:  # the trainer has not created model_dir yet
+        listed = []
+      pending = [(st, p) for st, p in listed if p not in seen]
       for _, path in pending:
         seen.add(path)
         try:
@@ -239,11 +259,10 @@ class Evaluator:
         time.sleep(poll_s)
 
 
-def _hamgan_dataset(settings, resolution, strategy):
+def _hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):
   """The real split in order, at G's resolution; whole batches only on a TPU."""
   from hamgan import data  # pylint: disable=g-import-not-at-top
   on_tpu = "TPU" in type(strategy).__name__  # static shapes: drop the last partial batch
-  return data.make_dataset(
-      settings.real_dataset, settings.real_split, image_size=resolution,
-      batch_size=settings.batch_size, data_dir=settings.data_dir, shuffle=False,
-      repeat=False, drop_remainder=on_tpu)
+  return data.make_dataset(dataset, split, image_size=resolution, batch_size=batch_size,
+                           data_dir=data_dir, shuffle=False, repeat=False,
+                           drop_remainder=on_tpu)
