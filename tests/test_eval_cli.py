@@ -205,6 +205,13 @@ def test_no_checkpoint_and_wrong_shape_are_clear_errors(tmp_path, shared,
   assert "another shape" in err and f"ch={CH}" in err
   shapes = [s for s in ("(10, 32)", "(10, 16)") if s in err]  # cBN tables: 8ch vs 4ch wide
   assert len(shapes) == 2, err
+  # A checkpoint with a context module, a config without: more variables, not fewer.
+  g = Generator(image_size=SIZE, num_classes=CLASSES, ch=CH, z_dim=Z_DIM, context="ham_nmf",
+                context_settings={"rank": 4})
+  run_dir.build_generator(g)
+  path = tf.train.Checkpoint(ema_generator=g).save(str(tmp_path / "ham" / "ckpt"))
+  with pytest.raises(ValueError, match=r"with \d+ variables but .* context='none'.* has \d+"):
+    run_dir.restore_generator(_generator(), path)
   with pytest.raises(ValueError, match="exclude each other"):
     eval_cli.evaluate(_flags(wide, shared, digits_classifier_path, "--all", "--watch"))
 

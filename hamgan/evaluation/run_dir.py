@@ -109,9 +109,20 @@ def restore_generator(generator, checkpoint_path, use_ema=None):
     raise ValueError(
         f"checkpoint {checkpoint_path} has no {key!r} (it has {has}); pass "
         "--use_ema=false/true to pick one it has, or the checkpoint of a hamgan-train run.")
+  # A model that is a subset of the checkpoint (e.g. no context module where the run had
+  # one) would restore "fine" and evaluate the wrong network: count the variables too.
+  stored = [n for n in shapes if n.startswith(key + "/") and ".OPTIMIZER_SLOT" not in n
+            and n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")]
+  if len(stored) != len(generator.variables):
+    raise ValueError(
+        f"checkpoint {checkpoint_path} holds a {key!r} with {len(stored)} variables but "
+        f"the model built from {OPERATIVE_CONFIG} ({describe_generator(generator)}) has "
+        f"{len(generator.variables)}: another architecture. Evaluate with the "
+        "operative_config.gin of the run that wrote this checkpoint.")
   try:
     # G is built, so restore assigns at once and a shape mismatch raises right here.
     status = tf.train.Checkpoint(**{key: generator}).restore(checkpoint_path)
+    status.expect_partial()  # optimizers, D etc. are deliberately not restored
     status.assert_existing_objects_matched()
   except ValueError as e:
     raise _shape_error(checkpoint_path, key, generator, str(e)) from e
@@ -121,7 +132,6 @@ def restore_generator(generator, checkpoint_path, use_ema=None):
         f"{describe_generator(generator)} built from {OPERATIVE_CONFIG}: {str(e)[:300]}. "
         "Evaluate with the operative_config.gin of the run that wrote the checkpoint."
     ) from e
-  status.expect_partial()  # optimizers, D etc. are deliberately not restored
   return key
 
 
