@@ -297,6 +297,17 @@ def test_mirrored_features_equal_single_device(saved_classifiers, two_cpu_strate
                              rtol=1e-5, atol=1e-6)
 
 
+def test_progress_line_rate_and_eta():
+  lines = []
+  progress = features.Progress("generated", 50000, every_s=0.0, write=lines.append)
+  progress.start -= 100.0  # as if 100 s had passed
+  progress.update(10000)
+  # 10000 images in ~100 s: ~100 img/s, 40000 to go: ETA ~400 s = 0:06:40.
+  assert lines and "10000/50000 images (20.0%)" in lines[0]
+  rate = float(lines[0].split(", ")[1].split(" img/s")[0])
+  assert 95 < rate <= 100.0 and "ETA 0:06:4" in lines[0]
+
+
 def test_latent_inputs_are_balanced_seeded_and_truncated():
   z, y = features.latent_inputs(1000, 7, 5, seed=2)
   counts = np.bincount(y, minlength=7)

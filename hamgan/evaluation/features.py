@@ -51,8 +51,13 @@ class Progress:
     elapsed = max((now or time.perf_counter()) - self.start, 1e-9)
     rate = self.done / elapsed
     eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
-    return (f"{self.what}: {self.done}/{self.total} images ({100.0 * self.done / self.total:.1f}%), "
+    if np.isfinite(eta):
+      minutes, seconds = divmod(int(round(eta)), 60)
+      eta_text = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"  # hours may pass 24
+    else:
+      eta_text = "?"
+    percent = 100.0 * self.done / self.total
+    return (f"{self.what}: {self.done}/{self.total} images ({percent:.1f}%), "
             f"{rate:.1f} img/s, elapsed {elapsed:.1f} s, ETA {eta_text}")
 
 
