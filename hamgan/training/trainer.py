@@ -430,6 +430,7 @@ class Trainer:
     replica_step = self._replica_step
     if self.config.jit_compile and not self._is_tpu:
       replica_step = tf.function(replica_step, jit_compile=True)
+    self.replica_step_fn = replica_step  # exposed for compiler-IR checks
 
     @tf.function
     def loop(iterator, num_steps):
