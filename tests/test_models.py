@@ -518,7 +518,8 @@ def _redundant_biases(g):
   """G's biases that feed straight into a training-mode BN (their gradient is 0 there)."""
   names = {b.conv1.bias.name for b in g.blocks}
   last = g.blocks[-1]
-  if g.context_layer is None or g._context_index != len(g.blocks) - 1:  # pylint: disable=protected-access
+  context_after_last = g.context_resolution == g.image_size  # a context there mixes pixels
+  if g.context_layer is None or not context_after_last:
     names |= {last.conv2.bias.name, last.shortcut.bias.name}
   return names
 
