@@ -151,6 +151,13 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
   assert raw[0]["metrics"]["fid200/digits-test"] != pytest.approx(
       stored[1]["metrics"]["fid200/digits-test"], rel=1e-3)
   assert len(evaluator.read_results(model_dir)) == 3
+  # The library entry point sees the same rows: step 20 of the EMA G is done already.
+  settings = evaluator.EvalSettings(
+      num_samples=200, batch_size=100, classifier_path=digits_classifier_path,
+      data_dir=shared["data_dir"], cache_dir=shared["cache_dir"])
+  assert evaluator.evaluate_checkpoint(model_dir, "20", settings) is None
+  with pytest.raises(ValueError, match=r"available steps: \[10, 20\]"):
+    evaluator.evaluate_checkpoint(model_dir, "30", settings)
 
 
 def test_watch_follows_training_until_done(tmp_path, shared, digits_classifier_path):

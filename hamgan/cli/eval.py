@@ -114,7 +114,7 @@ def evaluate(fv, strategy=None, write=None):
     return ev.evaluate_all()
   ev.checkpoints()  # a clear error when there is none
   row = ev.evaluate(run_dir.find_checkpoint(fv.model_dir, fv.checkpoint))
-  return [row] if row is not None else []
+  return [row] if row is not None else []  # same steps as evaluator.evaluate_checkpoint
 
 
 def main(fv):

@@ -259,6 +259,16 @@ class Evaluator:
         time.sleep(poll_s)
 
 
+def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None, **kwargs):
+  """One checkpoint (default the latest; a path, ckpt-N name or step) -> its row or None.
+
+  The function named in docs/architecture.md; `Evaluator` is the reusable form.
+  """
+  ev = Evaluator(model_dir, settings or EvalSettings(), strategy=strategy, **kwargs)
+  ev.checkpoints()  # a clear error when there is none
+  return ev.evaluate(run_dir.find_checkpoint(model_dir, checkpoint))
+
+
 def _hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):
   """The real split in order, at G's resolution; whole batches only on a TPU."""
   from hamgan import data  # pylint: disable=g-import-not-at-top
