@@ -1,6 +1,5 @@
 """hamgan-eval / hamgan-sample on run directories, with the digits classifier offline."""
 import hashlib
-import json
 import os
 import threading
 import time
