@@ -308,6 +308,22 @@ def test_progress_line_rate_and_eta():
   assert 95 < rate <= 100.0 and "ETA 0:06:4" in lines[0]
 
 
+def test_generation_step_traced_once_per_generator_and_released(saved_classifiers):
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+  clf = classifier_lib.load_classifier(saved_classifiers[0])
+  g = StandInGenerator()
+  first = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
+  traces = g.calls  # G's Python code runs only while tracing
+  second = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
+  assert traces >= 1 and g.calls == traces
+  np.testing.assert_array_equal(first, second)
+  alive = weakref.ref(g)
+  del g
+  gc.collect()
+  assert alive() is None  # the cached step does not keep G (and its weights) alive
+
+
 def test_latent_inputs_are_balanced_seeded_and_truncated():
   z, y = features.latent_inputs(1000, 7, 5, seed=2)
   counts = np.bincount(y, minlength=7)

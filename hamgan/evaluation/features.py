@@ -171,13 +171,15 @@ def _generation_step(generator, classifier, strategy):
   """The tf.function: a distributed batch of (z, y) -> gathered (pool_3, logits)."""
   try:
     per_generator = _STEPS.setdefault(generator, {})
+    # Weakly: a cached step must not keep its own cache key (G) alive.
+    call_generator = weakref.ref(generator)
   except TypeError:  # not weak-referenceable: no caching
-    per_generator = {}
+    per_generator, call_generator = {}, lambda: generator
   key = (id(classifier), id(strategy))
   if key not in per_generator:
 
     def replica_fn(z, y):
-      out = classifier(generator((z, y), training=False))
+      out = classifier(call_generator()((z, y), training=False))
       return out["pool_3"], out["logits"]
 
     @tf.function(reduce_retracing=True)
