@@ -26,10 +26,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from hamgan.cli import train as train_cli  # defines --model_dir, --gin_param, --tpu
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", "runs/demo_digits", "where the demo run is written")
-flags.DEFINE_multi_string("gin_param", [], "extra gin bindings for the demo experiment, "
-                          "e.g. \"train.num_steps = 500\"")
+DEFAULT_MODEL_DIR = "runs/demo_digits"
 flags.DEFINE_integer("per_class", 100, "samples per class for the conditional accuracy")
 flags.DEFINE_integer("eval_samples", 2000, "generated samples for the Frechet distance")
 flags.DEFINE_float("min_accuracy", 0.8, "the accuracy the demo is expected to reach; "
@@ -46,7 +46,6 @@ def run_demo(model_dir, gin_params=(), per_class=100, eval_samples=2000):
   """Runs the whole demo; returns the result dict (also written to demo_result.json)."""
   # pylint: disable=import-outside-toplevel
   from hamgan.cli import eval as eval_cli
-  from hamgan.cli import train as train_cli
   from hamgan.evaluation import digits_classifier
   from hamgan.evaluation import images as images_lib
   start = time.time()
@@ -95,7 +94,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   logging.set_verbosity(logging.INFO)
-  model_dir = FLAGS.model_dir
+  if FLAGS.gin_file:
+    raise app.UsageError("the demo always trains gin_configs/demo_digits.gin; change it "
+                         "with --gin_param, or use hamgan-train for other experiments.")
+  model_dir = FLAGS.model_dir or DEFAULT_MODEL_DIR
   try:
     result = run_demo(model_dir, FLAGS.gin_param, FLAGS.per_class, FLAGS.eval_samples)
   except Exception as e:  # pylint: disable=broad-except
