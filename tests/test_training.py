@@ -326,12 +326,15 @@ class _StopAfterFirstLoop(trainer_lib.Hook):
 
 
 def test_hooks_stop_and_veto_saves_and_hamburger_summaries(tmp_path):
-  trainer = _trainer(tmp_path, _config(num_steps=6, steps_per_loop=2, summary_every=1000),
-                     context="ham_nmf")
+  trainer = _trainer(tmp_path, _config(num_steps=6, steps_per_loop=2, summary_every=1000,
+                                       d_steps=2), context="ham_nmf")
   hook = _StopAfterFirstLoop()
   trainer.train(hooks=[hook])
   assert hook.seen == [(2, sorted(trainer_lib.METRIC_NAMES))]
   assert int(trainer.step.numpy()) == 2
+  # d_steps=2: two D updates per G update.
+  assert int(trainer.d_optimizer.iterations.numpy()) == 4
+  assert int(trainer.g_optimizer.iterations.numpy()) == 2
   assert trainer_lib.latest_step(str(tmp_path)) == 0
   assert not (tmp_path / trainer_lib.DONE_FILE).exists()
   # The summaries written at the stop include the Hamburgers' ham reconstruction error.
@@ -340,3 +343,17 @@ def test_hooks_stop_and_veto_saves_and_hamburger_summaries(tmp_path):
           "context/discriminator_ham_relative_error"} <= tags
   error = float(trainer.generator.context_layer.last_relative_error.numpy())
   assert 0.0 < error < 1.0
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_policy_trains_with_float32_weights(tmp_path):
+  trainer = _trainer(tmp_path, _config(mixed_precision="mixed_bfloat16"), context="sagan")
+  assert trainer.policy == "mixed_bfloat16"
+  assert trainer.generator.compute_dtype == "bfloat16"
+  assert all(v.dtype == tf.float32 for v in trainer.generator.trainable_variables)
+  g0 = _values(trainer.generator)
+  metrics = trainer.run_loop(2)
+  assert all(np.isfinite(v) for v in metrics.values())
+  assert sum(not np.array_equal(a, b) for a, b in zip(g0, _values(trainer.generator))) > 5
+  images = trainer.sample(np.zeros((2, 8), np.float32), np.array([0, 2], np.int32))
+  assert images.dtype == np.float32 and np.all(np.abs(images) <= 1.0)
