@@ -238,7 +238,10 @@ class Trainer:
     self._check_models()
 
     # The input pipeline comes before the weights: a missing data set fails fast.
-    self._start_step = latest_step(model_dir)
+    # The newest checkpoint that reads back whole (a damaged one is skipped, logged).
+    from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
+    self._restore_path, self._start_step = fault_tolerance.newest_good_checkpoint(
+        self.checkpoint_dir)
     self._dataset_fn = dataset_fn or self._tfds_dataset_fn()
     dataset = self.strategy.distribute_datasets_from_function(self._checked_dataset_fn)
     self._iterator = iter(dataset)
@@ -355,13 +358,19 @@ class Trainer:
     return pairs
 
   def _restore_or_initialise(self):
-    latest = self.manager.latest_checkpoint
+    latest = self._restore_path
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("Restored %s (step %d).", latest, int(self.step.numpy()))
     else:
       for e, g, _ in self._ema_pairs:
         e.assign(g.read_value())
+    done = os.path.join(self.model_dir, DONE_FILE)
+    if int(self.step.numpy()) < self.config.num_steps and tf.io.gfile.exists(done):
+      # From an earlier, shorter run (or a checkpoint fallback): watchers must wait.
+      logging.info("Removing %s: step %d < train.num_steps=%d.", done,
+                   int(self.step.numpy()), self.config.num_steps)
+      tf.io.gfile.remove(done)
 
   # ---------------------------------------------------------------- the step
 

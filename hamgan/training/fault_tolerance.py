@@ -1,0 +1,370 @@
+"""Fault tolerance for training runs: signals, divergence, damaged checkpoints.
+
+A GAN run lives for days on machines that get preempted, killed or fed a bad
+batch. This module keeps such events from losing more than the steps since the
+last checkpoint, and from ever producing a checkpoint that cannot be used:
+
+* `SignalHook`: SIGTERM (a preemption notice) or SIGINT sets a flag; after the
+  current loop the trainer writes a checkpoint at that step and stops. Python
+  runs signal handlers between bytecodes, i.e. once the running tf.function
+  loop returns, so the save comes within (one loop + one save) of the signal;
+  keep `train.steps_per_loop` small enough for the platform's grace period.
+* `DivergenceGuard`: a non-finite loss or weight stops the run with the step
+  and the metric or variable named, and vetoes any save of non-finite values;
+  optionally it rolls back to the newest good checkpoint and continues with
+  smaller learning rates, a bounded number of times.
+* `newest_good_checkpoint`: the newest checkpoint whose every tensor reads back
+  (and is finite), skipping truncated or partial ones with a log line; the
+  trainer restores from it.
+* `PoisonData`: a fault-injection tool for tests (NaN images from a given step).
+
+`tf.distribute.experimental.PreemptionCheckpointHandler` is the TF tool for
+MultiWorkerMirroredStrategy clusters and TPU pods, where every worker must agree
+on the step at which to save; a single-host run (one device, MirroredStrategy,
+one TPU VM) gets the same behaviour from the signal flag checked between loops.
+See docs/reliability.md.
+"""
+import dataclasses
+import glob
+import os
+import signal
+from typing import Optional
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from hamgan.training import trainer as trainer_lib
+
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+class DivergenceError(RuntimeError):
+  """Training produced non-finite values; the message names the step and the value."""
+
+
+@gin.configurable("fault_tolerance", module="hamgan.training")
+@dataclasses.dataclass(frozen=True)
+class FaultToleranceConfig:
+  """Settings of hamgan-train's fault handling (gin scope `fault_tolerance`).
+
+  Attributes:
+    handle_signals: SIGTERM/SIGINT save a checkpoint and stop after the current loop.
+    check_weights: besides the losses, check every weight and optimizer slot for
+      NaN/Inf after each loop (one fused reduction; cheap next to a loop).
+    max_rollbacks: on divergence, restore the newest good checkpoint and continue
+      with the learning rates times `rollback_lr_factor`, at most this many times
+      per process (0: stop at once).
+    rollback_lr_factor: learning-rate multiplier per rollback, in (0, 1).
+    inject_nan_at_step: FAULT INJECTION FOR TESTS ONLY: from this step on the real
+      images are NaN, so the losses become NaN. None (the default) in real runs.
+  """
+  handle_signals: bool = True
+  check_weights: bool = True
+  max_rollbacks: int = 0
+  rollback_lr_factor: float = 0.5
+  inject_nan_at_step: Optional[int] = None
+
+  def __post_init__(self):
+    if (not isinstance(self.max_rollbacks, (int, np.integer))
+        or isinstance(self.max_rollbacks, bool) or self.max_rollbacks < 0):
+      raise ValueError(f"fault_tolerance.max_rollbacks={self.max_rollbacks!r} is not an "
+                       "integer >= 0; pass 0 to stop on divergence or e.g. 2 to roll back.")
+    if (isinstance(self.rollback_lr_factor, bool)
+        or not isinstance(self.rollback_lr_factor, (int, float))
+        or not 0.0 < self.rollback_lr_factor < 1.0):
+      raise ValueError(f"fault_tolerance.rollback_lr_factor={self.rollback_lr_factor!r} "
+                       "is outside (0, 1); pass e.g. 0.5 to halve the learning rates.")
+    step = self.inject_nan_at_step
+    if step is not None and (not isinstance(step, (int, np.integer)) or isinstance(step, bool)
+                             or step < 0):
+      raise ValueError(f"fault_tolerance.inject_nan_at_step={step!r} is not a step >= 0; "
+                       "leave it unset (None) outside fault-injection tests.")
+
+
+def make_hooks(config=None):
+  """The hooks for `Trainer.train`, in the order they must run.
+
+  The guard comes first: `any()`/`all()` in the trainer stop at the first hook
+  that stops or vetoes, and a NaN must be caught even in the loop a signal ends.
+  The signal hook is returned un-installed; use it as a context manager.
+  """
+  config = config or FaultToleranceConfig()
+  hooks = [DivergenceGuard(config.check_weights, config.max_rollbacks,
+                           config.rollback_lr_factor)]
+  if config.handle_signals:
+    hooks.append(SignalHook())
+  if config.inject_nan_at_step is not None:
+    hooks.append(PoisonData(config.inject_nan_at_step))
+  return hooks
+
+
+# ------------------------------------------------------------------ signals
+
+
+class SignalHook(trainer_lib.Hook):
+  """Stops training after the current loop when SIGTERM or SIGINT arrives.
+
+  The trainer then writes its final checkpoint at the current step (unless
+  another hook vetoes it). A second signal of the same kind restores the
+  previous handler, so a third one acts as it would without this hook.
+  Install in the main thread (`with SignalHook() as hook:`).
+  """
+
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+    self.signals = tuple(signals)
+    self.received = None  # the first signal number, once one arrived
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    # No logging here: a handler may run while the logging lock is held.
+    if self.received is None:
+      self.received = signum
+    elif signum in self._previous:
+      signal.signal(signum, self._previous.pop(signum))
+
+  def install(self):
+    for s in self.signals:
+      self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def uninstall(self):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
+
+  def __enter__(self):
+    return self.install()
+
+  def __exit__(self, *exc):
+    self.uninstall()
+    return False
+
+  @property
+  def signal_name(self):
+    return signal.Signals(self.received).name if self.received else None
+
+  def after_loop(self, trainer, step, metrics):
+    del trainer, metrics
+    if self.received is None:
+      return False
+    logging.warning("%s received: writing a checkpoint at step %d and stopping; run the "
+                    "same command again to resume.", self.signal_name, step)
+    return True
+
+
+# ------------------------------------------------------------------ divergence
+
+
+def _float_variables(trainer):
+  """(name, variable) for every float variable the checkpoint holds."""
+  found, seen = [], set()
+  groups = (("generator", trainer.generator), ("discriminator", trainer.discriminator),
+            ("ema_generator", trainer.ema_generator), ("g_optimizer", trainer.g_optimizer),
+            ("d_optimizer", trainer.d_optimizer))
+  for owner, obj in groups:
+    for v in obj.variables:
+      if v.dtype.is_floating and id(v) not in seen:
+        seen.add(id(v))
+        found.append((f"{owner}:{v.name}", v))
+  return found
+
+
+class DivergenceGuard(trainer_lib.Hook):
+  """Stops (or rolls back) a run whose losses or weights are no longer finite.
+
+  Args:
+    check_weights: also check every weight and optimizer slot, not only the losses.
+    max_rollbacks: rollbacks allowed before giving up (0: raise at once).
+    lr_factor: multiplies both learning rates at each rollback.
+  """
+
+  def __init__(self, check_weights=True, max_rollbacks=0, lr_factor=0.5):
+    self.check_weights = check_weights
+    self.max_rollbacks = int(max_rollbacks)
+    self.lr_factor = float(lr_factor)
+    self.rollbacks = []  # (step detected, step restored, problem)
+    self._variables = None
+    self._finite_fn = None
+    self._skip_save_at = None
+
+  def _nonfinite_variable(self, trainer):
+    if self._finite_fn is None:
+      self._variables = _float_variables(trainer)
+      variables = [v for _, v in self._variables]
+
+      @tf.function
+      def finite_flags():
+        # One flag per variable, one graph call for all of them.
+        return tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+      self._finite_fn = finite_flags
+    flags = self._finite_fn().numpy()
+    bad = [name for (name, _), ok in zip(self._variables, flags) if not ok]
+    if not bad:
+      return None
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"variable {bad[0]} holds NaN/Inf{more}"
+
+  def problem(self, trainer, metrics):
+    """A description of the first non-finite metric or variable, or None."""
+    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if bad:
+      return ", ".join(f"{k}={metrics[k]}" for k in bad)
+    if self.check_weights:
+      return self._nonfinite_variable(trainer)
+    return None
+
+  def after_loop(self, trainer, step, metrics):
+    problem = self.problem(trainer, metrics)
+    if problem is None:
+      return False
+    if len(self.rollbacks) < self.max_rollbacks and self._roll_back(trainer, step, problem):
+      return False
+    raise DivergenceError(self._message(trainer, step, problem))
+
+  def before_save(self, trainer, step, metrics):
+    if self._skip_save_at == step:
+      return False  # the weights are those of an older step now; nothing new to save
+    problem = self.problem(trainer, metrics)
+    if problem is not None:
+      raise DivergenceError(self._message(trainer, step, problem))
+    return True
+
+  def _message(self, trainer, step, problem):
+    path, good_step = newest_good_checkpoint(trainer.checkpoint_dir, quiet=True)
+    kept = (f"the last good checkpoint {path} (step {good_step}) is kept"
+            if path else "no checkpoint had been written yet")
+    tried = f" after {len(self.rollbacks)} rollback(s)" if self.rollbacks else ""
+    return (f"training diverged at step {step}{tried}: {problem}. Nothing non-finite was "
+            f"saved; {kept}. Lower train.g_lr / train.d_lr, or set "
+            "fault_tolerance.max_rollbacks = 2 to roll back and continue with the "
+            "learning rates times fault_tolerance.rollback_lr_factor.")
+
+  def _roll_back(self, trainer, step, problem):
+    path, good_step = newest_good_checkpoint(trainer.checkpoint_dir)
+    if path is None:
+      return False
+    rates = {opt: float(opt.learning_rate.numpy()) * self.lr_factor
+             for opt in (trainer.g_optimizer, trainer.d_optimizer)}
+    trainer.checkpoint.restore(path).assert_existing_objects_matched()
+    for opt, rate in rates.items():
+      opt.learning_rate = rate  # after the restore, which brought back the old rates
+    self.rollbacks.append((step, good_step, problem))
+    self._skip_save_at = step
+    logging.warning(
+        "training diverged at step %d (%s); rollback %d of %d: restored %s (step %d), "
+        "learning rates now G %.3g, D %.3g.", step, problem, len(self.rollbacks),
+        self.max_rollbacks, path, good_step, rates[trainer.g_optimizer],
+        rates[trainer.d_optimizer])
+    return True
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def checkpoint_problem(path):
+  """Why the checkpoint at `path` (a ckpt-N prefix) cannot be used, or None.
+
+  Reads every tensor back: a truncated data file, a missing shard or index, or
+  non-finite float values (which the guard never saves) make it unusable.
+  """
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+      value = reader.get_tensor(name)
+      if dtype.is_floating and not np.all(np.isfinite(value)):
+        return f"{name} holds NaN/Inf"
+  except (tf.errors.OpError, ValueError, OSError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first_line[:200]}"
+  return None
+
+
+def _candidates(checkpoint_dir):
+  """Checkpoint prefixes, newest first: the state file's list, or ckpt-N.index files."""
+  paths = []
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+  except (tf.errors.OpError, ValueError) as e:  # a damaged `checkpoint` state file
+    logging.warning("checkpoint state in %s is unreadable (%s); looking at the files.",
+                    checkpoint_dir, e)
+    state = None
+  if state is not None:
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(checkpoint_dir, p)
+             for p in paths]
+  elif tf.io.gfile.isdir(checkpoint_dir):
+    paths = [p[:-len(".index")] for p in
+             tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-*.index"))]
+
+  def number(p):
+    tail = os.path.basename(p).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+  return sorted(set(paths), key=number, reverse=True)
+
+
+def newest_good_checkpoint(checkpoint_dir, quiet=False):
+  """(path, step) of the newest usable checkpoint in checkpoint_dir, or (None, 0).
+
+  Unusable ones are skipped with a warning naming each and why; nothing is
+  deleted (the trainer later overwrites a damaged ckpt-N when it saves step N
+  again, and CheckpointManager's retention removes old ones as usual).
+  """
+  skipped = []
+  for path in _candidates(checkpoint_dir):
+    problem = checkpoint_problem(path)
+    if problem is not None:
+      skipped.append(path)
+      if not quiet:
+        logging.warning("checkpoint %s is unusable (%s); skipped, left on disk.", path,
+                        problem)
+      continue
+    step = int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
+    if skipped and not quiet:
+      logging.warning("using checkpoint %s (step %d) instead of the newer %s.", path, step,
+                      ", ".join(os.path.basename(p) for p in skipped))
+    return path, step
+  if skipped and not quiet:
+    logging.warning("no usable checkpoint in %s (skipped %s); starting from step 0.",
+                    checkpoint_dir, ", ".join(os.path.basename(p) for p in skipped))
+  return None, 0
+
+
+def leftover_temp_dirs(checkpoint_dir):
+  """ckpt-N_temp* folders a kill during a save leaves behind (never named as latest)."""
+  return sorted(glob.glob(os.path.join(checkpoint_dir, "*_temp*")))
+
+
+# ------------------------------------------------------------------ fault injection
+
+
+class PoisonData(trainer_lib.Hook):
+  """FAULT INJECTION (tests only): from `step` on, every real image is NaN.
+
+  After the loop that reaches `step`, swaps the trainer's input iterator for
+  the same pipeline with NaN images, so the next loop's losses are NaN as they
+  would be after a corrupt batch. Never use it in a real run.
+  """
+
+  def __init__(self, step):
+    self.step = int(step)
+    self.done = False
+
+  def after_loop(self, trainer, step, metrics):
+    del metrics
+    if self.done or step < self.step:
+      return False
+    self.done = True
+    logging.warning("FAULT INJECTION: real images are NaN from step %d on.", step)
+
+    def poisoned(input_context):
+      # Same per-replica (B, S, S, 3) images, all NaN.
+      ds = trainer._checked_dataset_fn(input_context)  # pylint: disable=protected-access
+      return ds.map(lambda x, y: (x * np.float32("nan"), y))
+    dataset = trainer.strategy.distribute_datasets_from_function(poisoned)
+    trainer._iterator = iter(dataset)  # pylint: disable=protected-access
+    return False
