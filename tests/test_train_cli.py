@@ -70,6 +70,18 @@ def test_missing_gin_file_exits_non_zero_in_a_subprocess(tmp_path):
   assert "demo_digits" in out.stderr  # it lists the experiments one can pass
 
 
+def test_tpu_flag_without_a_tpu_says_how_to_fix_it(tmp_path):
+  # A subprocess: connecting to a TPU cluster resets this process's TF context.
+  out = subprocess.run(
+      [sys.executable, "-m", "hamgan.cli.train", "--gin_file=demo_digits",
+       f"--model_dir={tmp_path / 'run'}", "--tpu=local"],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 2
+  assert "--tpu='local': could not connect to or initialise the TPU" in out.stderr
+  assert "leave --tpu unset" in out.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_gin_syntax_error(tmp_path, capsys):
   bad = tmp_path / "bad.gin"
   bad.write_text("include 'base_train.gin'\ntrain.batch_size = = 4\n")

@@ -180,6 +180,13 @@ def test_batch_not_divisible_by_replicas_fails_before_building(tmp_path, two_cpu
   assert not (tmp_path / "checkpoints").exists()
 
 
+def test_jit_compile_on_several_mirrored_devices_is_refused(tmp_path, two_cpu_strategy):
+  # XLA cannot place one compiled step's variable updates on two devices ("Trying to
+  # access resource ... located in device CPU:1 from device CPU:0"): say so up front.
+  with pytest.raises(ValueError, match="jit_compile=False"):
+    _trainer(tmp_path, _config(jit_compile=True), strategy=two_cpu_strategy)
+
+
 # ------------------------------------------------------------------ the step
 
 
