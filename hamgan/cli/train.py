@@ -86,6 +86,7 @@ def parse_gin(gin_files, gin_params):
   import hamgan.data  # pylint: disable=import-outside-toplevel,unused-import
   import hamgan.models  # pylint: disable=import-outside-toplevel,unused-import
   import hamgan.training  # pylint: disable=import-outside-toplevel,unused-import
+  import hamgan.training.fault_tolerance  # pylint: disable=import-outside-toplevel,unused-import
   if not gin_files:
     raise SetupError("no --gin_file given; pass an experiment, e.g. "
                      f"--gin_file=demo_digits (available: {', '.join(_available_configs())}).")
@@ -117,6 +118,7 @@ def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
   """Parses the config, resolves the strategy and builds the Trainer (no step yet)."""
   from hamgan.training import strategy as strategy_lib  # pylint: disable=import-outside-toplevel
   from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
   if not model_dir:
     raise SetupError("--model_dir is required: the run directory (local or gs://), "
                      "e.g. --model_dir=runs/my_run.")
@@ -124,6 +126,7 @@ def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
   try:
     trainer_lib.check_model_dir(model_dir)
     config = trainer_lib.TrainConfig()
+    fault_tolerance.FaultToleranceConfig()  # its bindings fail here, before any device work
     if strategy is None:
       strategy = strategy_lib.resolve_strategy(tpu)
     return trainer_lib.Trainer(model_dir, config, strategy=strategy)
@@ -140,8 +143,27 @@ def main(argv):
     logging.error("hamgan-train cannot start: %s", e)
     print(f"hamgan-train: error: {e}", file=sys.stderr)
     sys.exit(2)
-  trainer.train()
+  _train_with_fault_handling(trainer, FLAGS.model_dir)
   print(f"hamgan-train: done; checkpoints, summaries and samples are in {FLAGS.model_dir}")
+
+
+def _train_with_fault_handling(trainer, model_dir):
+  """Trains with the fault_tolerance hooks; exits 0 on SIGTERM, 130 on SIGINT, 1 on NaN."""
+  from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
+  hooks = fault_tolerance.make_hooks(fault_tolerance.FaultToleranceConfig())
+  signals = [h for h in hooks if isinstance(h, fault_tolerance.SignalHook)]
+  with signals[0] if signals else contextlib.nullcontext():
+    try:
+      trainer.train(hooks=hooks)
+    except fault_tolerance.DivergenceError as e:
+      logging.error("hamgan-train stopped: %s", e)
+      print(f"hamgan-train: error: {e}", file=sys.stderr)
+      sys.exit(1)
+  if signals and signals[0].received is not None:
+    name = signals[0].signal_name
+    print(f"hamgan-train: stopped by {name} at step {int(trainer.step.numpy())}; the "
+          f"checkpoint is in {model_dir}; run the same command to resume.")
+    sys.exit(0 if name == "SIGTERM" else 130)
 
 
 def run():
