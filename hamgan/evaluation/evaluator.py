@@ -228,7 +228,9 @@ class Evaluator:
   def watch(self, poll_s=30.0, timeout_s=None):
     """Evaluates each new checkpoint as training writes it; stops after TRAINING_DONE.
 
-    A checkpoint deleted by the trainer's max_to_keep before we reach it is skipped.
+    A checkpoint deleted by the trainer's max_to_keep before we reach it, or one that
+    does not read back whole, is skipped with a log line. A restarted trainer is just
+    more polling; the trainer removes a TRAINING_DONE left by an earlier, shorter run.
     """
     seen, rows, start = set(), [], time.time()
     while True:
@@ -242,10 +244,16 @@ class Evaluator:
         seen.add(path)
         try:
           row = self.evaluate(path)
-        except (tf.errors.NotFoundError, ValueError) as e:
-          if tf.io.gfile.exists(path + ".index"):
+        except Exception as e:  # pylint: disable=broad-except  # re-raised unless explained
+          if not tf.io.gfile.exists(path + ".index"):
+            logging.warning("checkpoint %s vanished before evaluation (%s); skipped.", path,
+                            e)
+            continue
+          if _readable(path):
             raise
-          logging.warning("checkpoint %s vanished before evaluation (%s); skipped.", path, e)
+          # A truncated or partial checkpoint: the trainer restores past it as well.
+          logging.warning("checkpoint %s is damaged (%s: %s); skipped.", path,
+                          type(e).__name__, str(e)[:200])
           continue
         if row is not None:
           rows.append(row)
@@ -257,6 +265,17 @@ class Evaluator:
         return rows
       if not pending:
         time.sleep(poll_s)
+
+
+def _readable(path):
+  """Whether every tensor of the checkpoint at `path` reads back whole."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except Exception:  # pylint: disable=broad-except  # a damaged file fails in many ways
+    return False
+  return True
 
 
 def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None, **kwargs):
