@@ -107,8 +107,8 @@ class SignalHook(trainer_lib.Hook):
   """Stops training after the current loop when SIGTERM or SIGINT arrives.
 
   The trainer then writes its final checkpoint at the current step (unless
-  another hook vetoes it). A second signal of the same kind restores the
-  previous handler, so a third one acts as it would without this hook.
+  another hook vetoes it). A second signal restores its previous handler, so
+  a third one acts as it would without this hook (e.g. Ctrl-C thrice kills).
   Install in the main thread (`with SignalHook() as hook:`).
   """
 
@@ -216,21 +216,27 @@ class DivergenceGuard(trainer_lib.Hook):
       return self._nonfinite_variable(trainer)
     return None
 
-  def after_loop(self, trainer, step, metrics):
-    problem = self.problem(trainer, metrics)
-    if problem is None:
-      return False
+  def _diverged(self, trainer, step, problem):
+    """Rolls back if allowed, else raises DivergenceError."""
     if len(self.rollbacks) < self.max_rollbacks and self._roll_back(trainer, step, problem):
-      return False
+      return
     raise DivergenceError(self._message(trainer, step, problem))
 
-  def before_save(self, trainer, step, metrics):
-    if self._skip_save_at == step:
-      return False  # the weights are those of an older step now; nothing new to save
+  def after_loop(self, trainer, step, metrics):
+    self._skip_save_at = None  # only the save right after a rollback is skipped
     problem = self.problem(trainer, metrics)
     if problem is not None:
-      raise DivergenceError(self._message(trainer, step, problem))
-    return True
+      self._diverged(trainer, step, problem)
+    return False
+
+  def before_save(self, trainer, step, metrics):
+    if self._skip_save_at != step:
+      problem = self.problem(trainer, metrics)
+      if problem is None:
+        return True
+      self._diverged(trainer, step, problem)
+    # Rolled back: the weights are an older step's, not worth saving under this one.
+    return False
 
   def _message(self, trainer, step, problem):
     path, good_step = newest_good_checkpoint(trainer.checkpoint_dir, quiet=True)
@@ -276,7 +282,8 @@ def checkpoint_problem(path):
       value = reader.get_tensor(name)
       if dtype.is_floating and not np.all(np.isfinite(value)):
         return f"{name} holds NaN/Inf"
-  except (tf.errors.OpError, ValueError, OSError) as e:
+  except (tf.errors.OpError, ValueError, OSError, IndexError) as e:
+    # A truncated data file surfaces as IndexError("Read less bytes than requested").
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {first_line[:200]}"
   return None
