@@ -469,7 +469,7 @@ def test_kill_9_at_five_points_always_resumes_from_the_last_complete_checkpoint(
   model_dir = str(tmp_path / "run")
   target = 60
   args = _cli(model_dir, data_dir, f"train.num_steps = {target}",
-              "train.steps_per_loop = 1")
+              "train.steps_per_loop = 1", "train.log_every = 1")  # every step is logged
   checkpoints = os.path.join(model_dir, "checkpoints")
 
   def kill_when_a_save_is_in_flight(run):
