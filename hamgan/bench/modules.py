@@ -8,12 +8,14 @@ Each (shape, module) pair runs in a fresh Python process, so that its peak
 memory is its own. A child times forward plus backward of the whole module
 (breads, projections and residual included) under tf.function, and forward
 alone in inference mode; the parent prints one Markdown table per shape with
-ratios to SAGAN and to YLG measured in the same run (shared machines are
-noisy: compare ratios, not absolute times). Results are appended as JSON lines.
+ratios to SAGAN and to YLG (shared machines are noisy: compare ratios, not
+absolute times). Results are appended as JSON lines.
 
 Peak memory is the growth of the child's peak resident set from just before
-the first call of the module to the end of the timing (so it covers the
-activations and gradients, not TensorFlow itself).
+the first call of the module through two training calls, taken before anything else
+runs in that process (so it covers the module's activations and gradients, not
+TensorFlow itself). The times of a row are then taken round-robin with SAGAN's and
+YLG's in the same process, and the ratio columns compare those side by side.
 """
 import argparse
 import json
@@ -64,25 +66,19 @@ def macs(module, shape, steps=6):
   return b * (breads + ham)
 
 
-def _child(spec):
-  """Runs one measurement and prints it as a JSON line."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import numpy as np
-  import tensorflow as tf
+def _build(module, shape, steps):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-  from hamgan.layers.attention import FullSelfAttention
-  from hamgan.layers.registry import build_context
+  from hamgan.layers.attention import FullSelfAttention  # pylint: disable=import-outside-toplevel
+  from hamgan.layers.registry import build_context  # pylint: disable=import-outside-toplevel
+  c, r = shape[3], shape[4]
+  if module == "sa_full":
+    layer = FullSelfAttention()
+  else:
+    settings = dict(rank=r, steps=steps) if module.startswith("ham_") else {}
+    layer = build_context(module, c, **settings)
 
-  b, h, w, c, r = spec["shape"]
-  module, steps = spec["module"], spec["steps"]
-  settings = {}
-  if module.startswith("ham_"):
-    settings = dict(rank=r, steps=steps)
-  layer = FullSelfAttention() if module == "sa_full" else build_context(module, c, **settings)
-  x = tf.constant(np.random.RandomState(0).randn(b, h, w, c).astype(np.float32))
-  jit = spec.get("jit", False)
-
-  @tf.function(jit_compile=jit)
+  @tf.function
   def train_step(inputs):
     with tf.GradientTape() as tape:
       tape.watch(inputs)
@@ -90,39 +86,70 @@ def _child(spec):
       loss = tf.reduce_sum(out * out)
     return tape.gradient(loss, [inputs] + layer.trainable_variables)
 
-  @tf.function(jit_compile=jit)
+  @tf.function
   def infer_step(inputs):
     return layer(inputs, training=False)
 
+  return layer, train_step, infer_step
+
+
+def _child(spec):
+  """Runs one measurement and prints it as a JSON line.
+
+  Peak memory is taken first, with only the measured module in the process. Then the
+  module is timed interleaved with the reference modules (SAGAN, YLG) in this same
+  process, so that each ratio compares times taken side by side.
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  b, h, w, c, _ = spec["shape"]
+  module, steps = spec["module"], spec["steps"]
+  x = tf.constant(np.random.RandomState(0).randn(b, h, w, c).astype(np.float32))
+
   def run(fn):
-    result = fn(x)
-    for t in tf.nest.flatten(result):
+    for t in tf.nest.flatten(fn(x)):
       if t is not None:
         t.numpy()
 
+  def prepare(layer, train_step):
+    run(train_step)
+    # Sigma starts at 0, which would let a clever runtime skip the branch: make it count.
+    for var in layer.trainable_variables:
+      if var.shape.rank == 0:
+        var.assign(0.1)
+    run(train_step)
+
   rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  # Sigma starts at 0, which would let a clever runtime skip the module: make it count.
-  run(train_step)
-  for var in layer.trainable_variables:
-    if var.shape.rank == 0:
-      var.assign(0.1)
-
-  def timed(fn):
-    run(fn)  # warm-up after tracing
-    times, start = [], time.perf_counter()
-    while len(times) < spec["reps"] or (time.perf_counter() - start < spec["min_seconds"]
-                                        and len(times) < 50):
-      t0 = time.perf_counter()
-      run(fn)
-      times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-  train_s = timed(train_step)
+  layer, train_step, infer_step = _build(module, spec["shape"], steps)
+  prepare(layer, train_step)
   peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024.0
-  infer_s = timed(infer_step)
+  run(infer_step)
+
+  def once(fn):
+    t0 = time.perf_counter()
+    run(fn)
+    return time.perf_counter() - t0
+
+  infer_s = float(np.median([once(infer_step) for _ in range(spec["reps"])]))
+  fns = {module: train_step}
+  for ref in spec.get("references", []):
+    if ref != module:
+      ref_layer, ref_train, _ = _build(ref, spec["shape"], 6)
+      prepare(ref_layer, ref_train)
+      fns[ref] = ref_train
+  times = {k: [] for k in fns}
+  start = time.perf_counter()
+  while (len(times[module]) < spec["reps"] or
+         (time.perf_counter() - start < spec["min_seconds"] and len(times[module]) < 50)):
+    for k, fn in fns.items():  # round robin: load changes hit every module alike
+      times[k].append(once(fn))
+  train_s = float(np.median(times[module]))
+  ratios = {f"vs_{k}": train_s / float(np.median(v)) for k, v in times.items()}
   params = int(sum(np.prod(v.shape) for v in layer.trainable_variables))
   print(json.dumps(dict(spec, train_ms=train_s * 1e3, infer_ms=infer_s * 1e3,
-                        peak_mb=peak_mb, params=params,
+                        peak_mb=peak_mb, params=params, ratios=ratios,
                         gmacs=macs(module, spec["shape"], steps) / 1e9)))
 
 
@@ -138,16 +165,15 @@ def _measure(spec, timeout):
   return json.loads(lines[-1])
 
 
-def _ratio(row, base):
-  if not base or "error" in base or "error" in row:
-    return "-"
-  return f"{row['train_ms'] / base['train_ms']:.2f}x"
+def _ratio(row, ref):
+  value = row.get("ratios", {}).get(f"vs_{ref}")
+  return "-" if value is None else f"{value:.2f}x"
 
 
 def format_table(rows):
   """Markdown table of one shape's rows, with ratios to SAGAN and YLG (steps=6 rows)."""
   by = {(r["module"], r["steps"]): r for r in rows}
-  sagan, ylg = by.get(("sagan", 6)), by.get(("ylg", 6))
+  sagan = by.get(("sagan", 6))
   lines = ["| module | steps | params | GMACs | train ms | infer ms | peak MB | train vs SAGAN "
            "| train vs YLG | peak vs SAGAN |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -160,7 +186,7 @@ def format_table(rows):
     lines.append(
         f"| {r['module']} | {r['steps']} | {r['params']:,} | {r['gmacs']:.2f} | "
         f"{r['train_ms']:.1f} | {r['infer_ms']:.1f} | {r['peak_mb']:.0f} | "
-        f"{_ratio(r, sagan)} | {_ratio(r, ylg)} | {mem} |")
+        f"{_ratio(r, 'sagan')} | {_ratio(r, 'ylg')} | {mem} |")
   return "\n".join(lines)
 
 
@@ -182,7 +208,6 @@ def main(argv=None):
   parser.add_argument("--skip_ylg_on", default="paper",
                       help="shapes on which YLG is left out (its dense masked attention "
                            "at 128x128 is as costly as SAGAN's)")
-  parser.add_argument("--jit", action="store_true", help="compile with XLA (jit_compile=True)")
   parser.add_argument("--out", default="runs/bench_modules.jsonl",
                       help="JSON-lines file the rows are appended to")
   parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -208,8 +233,10 @@ def main(argv=None):
       plan += [("ham_nmf", s) for s in STEP_SWEEP if s != 6]
     rows = []
     for module, steps in plan:
+      references = ["sagan"] + ([] if shape_name in skip_ylg else ["ylg"])
       spec = dict(shape_name=shape_name, shape=list(shape), module=module, steps=steps,
-                  reps=args.reps, min_seconds=args.min_seconds, jit=args.jit)
+                  reps=args.reps, min_seconds=args.min_seconds,
+                  references=[r for r in references if r in modules])
       print(f"[{shape_name} {'x'.join(map(str, shape[:4]))}] {module} steps={steps} ...",
             flush=True)
       row = _measure(spec, args.timeout)
