@@ -186,12 +186,14 @@ class DivergenceGuard(trainer_lib.Hook):
     self.max_rollbacks = int(max_rollbacks)
     self.lr_factor = float(lr_factor)
     self.rollbacks = []  # (step detected, step restored, problem)
+    self._owner = None  # the trainer whose variables _finite_fn checks
     self._variables = None
     self._finite_fn = None
     self._skip_save_at = None
 
   def _nonfinite_variable(self, trainer):
-    if self._finite_fn is None:
+    if self._finite_fn is None or self._owner is not trainer:
+      self._owner = trainer
       self._variables = _float_variables(trainer)
       variables = [v for _, v in self._variables]
 
