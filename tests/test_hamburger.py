@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from hamgan.layers import hams
+from hamgan.layers import hamburger as hamburger_lib
 from hamgan.layers.hamburger import Hamburger
 
 HAMS = ["nmf", "cd", "vq"]
@@ -23,12 +24,12 @@ def _np_l2n(v, axis):
   return v / np.maximum(np.linalg.norm(v, axis=axis, keepdims=True), 1e-6)
 
 
-def _manual(layer, x, steps):
+def _manual(layer, x, steps, bases0=None):
   """The layer's inference output rebuilt from its parts with NumPy reshapes.
 
-  Uses the layer's breads and online bases and the (separately tested) ham; the
-  grouping layout, ReLU and residual are done here independently.
-  Returns (output, x_ham, final bases).
+  Uses the layer's breads and online bases (or `bases0`, (B*S, D, R)) and the
+  (separately tested) ham; the grouping layout, ReLU and residual are done here
+  independently. Returns (output, x_ham, final bases).
   """
   b, h, w, _ = x.shape
   s, r = layer.groups, layer.rank
@@ -40,7 +41,8 @@ def _manual(layer, x, steps):
   for i in range(b):
     for g in range(s):
       x_ham[i * s + g] = z[i, :, :, g * d:(g + 1) * d].reshape(h * w, d).T
-  bases0 = np.tile(layer.bases.numpy(), (b, 1, 1))  # sample-major, group-minor
+  if bases0 is None:
+    bases0 = np.tile(layer.bases.numpy(), (b, 1, 1))  # sample-major, group-minor
   recon, bases, _ = hams.HAMS[layer.ham](tf.constant(x_ham), tf.constant(bases0), steps)
   recon = recon.numpy()
   back = np.zeros(z.shape, np.float32)
@@ -107,180 +109,174 @@ def test_training_updates_online_bases_and_relative_error(ham):
   np.testing.assert_allclose(layer.last_relative_error.numpy(), rel, rtol=1e-4)
 
 
-def test_random_bases_are_redrawn_each_call():
-  x = _x()
-  layer = Hamburger(rank=3, steps=2)
+def _seed_draw(layer, rows):
+  """The bases a single-device call draws from the layer's current seed pair."""
+  return hams.init_bases(layer.ham, rows, layer._d, layer.rank,
+                         seed=tf.constant(layer.bases_seed.numpy())).numpy()
+
+
+@pytest.mark.parametrize("ham", HAMS)
+def test_random_bases_are_redrawn_each_training_call(ham):
+  x = _x(c=8)
+  layer = Hamburger(ham=ham, groups=2, rank=3, steps=2)
   layer.build(x.shape)
+  _converge_sn(layer, x)  # training calls then differ by their bases only
   layer.sigma.assign(1.0)
-  a = layer(x, training=False).numpy()
-  b = layer(x, training=False).numpy()
-  assert np.abs(a - b).max() > 1e-5  # fresh Uniform bases per call
   assert layer.bases is None
+  salt, count = layer.bases_seed.numpy()
+  assert count == 0 and salt != 0
+  # Inference: deterministic for a given counter, which it does not advance.
+  first = layer(x, training=False).numpy()
+  np.testing.assert_array_equal(layer(x, training=False).numpy(), first)
+  np.testing.assert_array_equal(layer.bases_seed.numpy(), [salt, 0])
+  # ... and it is the decomposition started from the stateless draw of that seed.
+  expected, _, _ = _manual(layer, x, 2, bases0=_seed_draw(layer, 2 * 2))
+  np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-5)
+  # Training calls: fresh bases each time, one counter step each.
+  a = layer(x, training=True).numpy()
+  np.testing.assert_allclose(a, first, rtol=1e-4, atol=1e-5)  # drew at counter 0
+  b = layer(x, training=True).numpy()
+  np.testing.assert_array_equal(layer.bases_seed.numpy(), [salt, 2])
+  assert np.abs(a - b).max() > 1e-3
+  expected, _, _ = _manual(layer, x, 2, bases0=_seed_draw(layer, 4))
+  np.testing.assert_allclose(layer(x, training=False).numpy(), expected,
+                             rtol=1e-4, atol=1e-5)
 
 
-def test_one_step_flag_changes_the_gradient():
+def test_seed_and_name_salt_the_draws():
   x = _x()
-  grads = {}
-  for one_step in (True, False):
-    tf.keras.utils.set_random_seed(5)  # same weights and online bases for both
-    layer = Hamburger(rank=3, steps=4, one_step=one_step, init="online")
+  outs = {}
+  for key, kwargs in {"a": dict(name="ham_a"), "a_again": dict(name="ham_a"),
+                      "b": dict(name="ham_b"), "a_seed1": dict(name="ham_a", seed=1)
+                      }.items():
+    tf.keras.utils.set_random_seed(3)  # same breads for all
+    layer = Hamburger(rank=3, steps=2, **kwargs)
     layer.build(x.shape)
     layer.sigma.assign(1.0)
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      loss = tf.reduce_sum(tf.sin(layer(x, training=False)))
-    grads[one_step] = tape.gradient(loss, x).numpy()
-  diff = np.linalg.norm(grads[True] - grads[False]) / np.linalg.norm(grads[False])
-  assert diff > 1e-3
+    outs[key] = layer(x, training=False).numpy()
+  np.testing.assert_array_equal(outs["a_again"], outs["a"])  # name + seed fix the draw
+  assert np.abs(outs["b"] - outs["a"]).max() > 1e-3  # another name, other bases
+  assert np.abs(outs["a_seed1"] - outs["a"]).max() > 1e-3  # another seed, other bases
 
 
-@pytest.mark.parametrize("ham", HAMS)
-def test_forward_and_backward_compile_with_xla(ham):
-  x = _x(b=2, h=4, w=4, c=8)
-  y = tf.constant([0, 1])
-  layer = Hamburger(ham=ham, rank=3, init="online", conditional=True, num_classes=2)
-  layer.build(x.shape)
-  layer.sigma.assign(0.5)
-
-  def step(inp, lab, training):
-    with tf.GradientTape() as tape:
-      tape.watch(inp)
-      loss = tf.reduce_sum(tf.square(layer(inp, lab, training=training)))
-    grads = tape.gradient(loss, [inp] + layer.trainable_variables)
-    return [loss] + [tf.convert_to_tensor(g) for g in grads]  # gamma's are sparse
-
-  eager = step(x, y, False)
-  xla = tf.function(lambda a, b: step(a, b, False), jit_compile=True)(x, y)
-  for e, c in zip(eager, xla):
-    np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=2e-3, atol=1e-4)
-  train = tf.function(lambda a, b: step(a, b, True), jit_compile=True)(x, y)
-  assert all(np.all(np.isfinite(t.numpy())) for t in train)
-  assert np.abs(train[1].numpy()).max() > 0  # gradient reaches the input
-  assert layer.last_relative_error.numpy() > 0  # the state update ran under XLA
-
-
-def test_dynamic_batch():
-  layer = Hamburger(ham="nmf", rank=3, init="online", conditional=True, num_classes=3)
-  layer.build(tf.TensorShape([None, 4, 4, 8]))
-  layer.sigma.assign(1.0)
-  fn = tf.function(lambda a, b: layer(a, b, training=False),
-                   input_signature=[tf.TensorSpec([None, 4, 4, 8]),
-                                    tf.TensorSpec([None], tf.int32)])
-  x = _x(b=3, h=4, w=4, c=8)
-  y = tf.constant([0, 1, 2])
-  full = fn(x, y).numpy()
-  single = fn(x[1:2], y[1:2]).numpy()
-  assert full.shape == (3, 4, 4, 8)
-  np.testing.assert_allclose(single[0], full[1], rtol=1e-5, atol=1e-5)  # per sample
-  train = tf.function(lambda a, b: layer(a, b, training=True),
-                      input_signature=fn.input_signature)
-  assert train(x, y).shape == (3, 4, 4, 8)
-  assert train(x[:1], y[:1]).shape == (1, 4, 4, 8)
-
-
-@pytest.mark.parametrize("ham", HAMS)
-def test_mixed_bfloat16_is_finite_and_close_to_float32(ham):
-  x = _x(b=2, h=4, w=4, c=16, seed=3)
-  ref = Hamburger(ham=ham, rank=4, init="online", conditional=True, num_classes=2)
-  ref.build(x.shape)
-  ref.sigma.assign(1.0)
-  y = tf.constant([0, 1])
-  want = ref(x, y, training=False).numpy()
-  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  low = Hamburger(ham=ham, rank=4, init="online", conditional=True, num_classes=2)
-  low.build(x.shape)
-  low.set_weights(ref.get_weights())
-  got = low(x, y, training=False)
-  assert got.dtype == tf.bfloat16
-  assert low.sigma.dtype == tf.float32 and low.bases.dtype == tf.float32
-  got = tf.cast(got, tf.float32).numpy()
-  assert np.all(np.isfinite(got))
-  assert np.linalg.norm(got - want) / np.linalg.norm(want) < 3e-2
-  train = low(x, y, training=True)
-  assert np.all(np.isfinite(tf.cast(train, tf.float32).numpy()))
-
-
-def test_config_round_trip():
-  layer = Hamburger(ham="cd", groups=2, dim=6, rank=5, steps=3, eval_steps=7,
-                    one_step=False, init="online", conditional=True, num_classes=10,
-                    online_momentum=0.8, name="ham_g")
-  config = layer.get_config()
-  clone = Hamburger.from_config(config)
-  assert clone.get_config() == config
-  assert (clone.ham, clone.groups, clone.dim) == ("cd", 2, 6)
-  assert (clone.rank, clone.steps) == (5, 3)
-  assert (clone.eval_steps, clone.one_step, clone.init) == (7, False, "online")
-  assert (clone.num_classes, clone.online_momentum) == (10, 0.8)
-  # Same weights -> same outputs (online bases and inference: deterministic).
+@pytest.mark.parametrize("ham", ["nmf", "vq"])
+def test_restored_layer_reproduces_the_next_training_call(tmp_path, ham):
   x = _x(c=8)
-  y = tf.constant([3, 9])
+  layer = Hamburger(ham=ham, rank=3, steps=2)
   layer.build(x.shape)
-  clone.build(x.shape)
-  layer.sigma.assign(0.3)
-  clone.set_weights(layer.get_weights())
-  np.testing.assert_allclose(clone(x, y, training=False).numpy(),
-                             layer(x, y, training=False).numpy(), rtol=1e-6, atol=1e-6)
-  assert clone.lower_bread.filters == 12  # groups * dim, not channels
+  layer.sigma.assign(0.9)
+  layer(x, training=True)
+  layer(x, training=True)  # counter at 2, SN vectors moved
+  path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+  want = layer(x, training=True).numpy()
+  after = layer(x, training=True).numpy()
+
+  # A new layer: another auto-generated name (so another salt) until restored.
+  other = Hamburger(ham=ham, rank=3, steps=2)
+  other.build(x.shape)
+  assert other.name != layer.name
+  assert other.bases_seed.numpy()[0] != layer.bases_seed.numpy()[0]
+  tf.train.Checkpoint(layer=other).restore(path).assert_consumed()
+  np.testing.assert_array_equal(other.bases_seed.numpy()[1], 2)
+  np.testing.assert_array_equal(other(x, training=True).numpy(), want)
+  np.testing.assert_array_equal(other(x, training=True).numpy(), after)
+  assert np.abs(after - want).max() > 1e-3  # the calls compared are not all alike
 
 
-def test_model_saves_and_reloads_as_savedmodel(tmp_path):
-  images = tf.keras.Input((4, 4, 8))
-  labels = tf.keras.Input((), dtype=tf.int32)
-  h = tf.keras.layers.Conv2D(8, 3, padding="same")(images)
-  h = Hamburger(rank=3, init="online", conditional=True, num_classes=3)(h, labels)
-  model = tf.keras.Model([images, labels], h)
-  ham = [l for l in model.layers if isinstance(l, Hamburger)][0]
-  ham.sigma.assign(0.8)
-  x, y = _x(b=3, h=4, w=4, c=8), tf.constant([0, 2, 1])
-  model([x, y], training=True)  # moves SN vectors and bases away from their init
-  want = model([x, y], training=False).numpy()
+def _per_replica(strategy, layer, x, batch, segments=1):
+  """Runs a training call of `layer` on the replicas; returns the outputs in order."""
+  dist = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensor_slices(x).batch(batch))
 
-  serve = tf.function(lambda a, b: model([a, b], training=False),
-                      input_signature=[tf.TensorSpec([None, 4, 4, 8]),
-                                       tf.TensorSpec([None], tf.int32)])
-  path = str(tmp_path / "saved")
-  tf.saved_model.save(model, path, signatures={"serve": serve})
-  loaded = tf.saved_model.load(path)
-  got = loaded.signatures["serve"](a=x, b=y)
-  got = list(got.values())[0].numpy()
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  @tf.function
+  def fn(a):
+    with hamburger_lib.batch_segments(segments):
+      return layer(a, training=True)
+  out = strategy.run(fn, args=(next(iter(dist)),))
+  return [t.numpy() for t in strategy.experimental_local_results(out)]
 
 
-def test_keras_load_model_rebuilds_the_layer(tmp_path):
-  inp = tf.keras.Input((4, 4, 8))
-  out = Hamburger(ham="vq", rank=3, init="online")(inp)
-  model = tf.keras.Model(inp, out)
-  model.layers[-1].sigma.assign(0.5)
-  x = _x(b=2, h=4, w=4, c=8)
-  want = model(x, training=False).numpy()
-  path = str(tmp_path / "keras_saved")
-  model.save(path, save_format="tf")
-  again = tf.keras.models.load_model(path)
-  assert isinstance(again.layers[-1], Hamburger)
-  assert again.layers[-1].get_config()["ham"] == "vq"
-  np.testing.assert_allclose(again(x, training=False).numpy(), want, rtol=1e-5, atol=1e-5)
-
-
-def test_distributed_state_matches_the_global_batch(two_cpu_strategy):
+@pytest.mark.parametrize("ham", HAMS)
+def test_two_replicas_draw_like_one_device(two_cpu_strategy, ham):
+  """A training call on a global batch of 4 over 2 replicas == one device on the 4."""
   x = _x(b=4, h=4, w=4, c=8, seed=7)
-  single = Hamburger(rank=3, steps=3, init="online")
+  single = Hamburger(ham=ham, groups=2, rank=3, steps=2)
   single.build(x.shape)
   with two_cpu_strategy.scope():
-    mirrored = Hamburger(rank=3, steps=3, init="online")
+    mirrored = Hamburger(ham=ham, groups=2, rank=3, steps=2)
     mirrored.build(x.shape)
-  mirrored.set_weights(single.get_weights())
-  single(x, training=True)
-  dist = two_cpu_strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensor_slices(x).batch(4))
-  two_cpu_strategy.run(tf.function(lambda a: mirrored(a, training=True)),
-                       args=(next(iter(dist)),))
-  for var in (mirrored.bases, mirrored.last_relative_error):
+  single.sigma.assign(1.0)
+  mirrored.set_weights(single.get_weights())  # breads, SN vectors and bases_seed
+  want = single(x, training=True).numpy()
+  got = _per_replica(two_cpu_strategy, mirrored, x, 4)
+  assert [g.shape[0] for g in got] == [2, 2]
+  np.testing.assert_allclose(np.concatenate(got), want, rtol=1e-5, atol=1e-5)
+  for var in (mirrored.bases_seed, single.bases_seed):
     values = [v.numpy() for v in two_cpu_strategy.experimental_local_results(var)]
-    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)  # replicas agree
-  np.testing.assert_allclose(mirrored.bases.numpy(), single.bases.numpy(),
-                             rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(mirrored.last_relative_error.numpy(),
-                             single.last_relative_error.numpy(), rtol=1e-4)
+    for v in values:  # one step on every replica, the same state everywhere
+      np.testing.assert_array_equal(v, single.bases_seed.numpy())
+  assert single.bases_seed.numpy()[1] == 1
+  # Each replica used its own rows: replica 1 on its 2 examples alone would draw
+  # rows 0-1 of a 2-example draw, which gives another output.
+  alone = Hamburger(ham=ham, groups=2, rank=3, steps=2)
+  alone.build(x.shape)
+  alone.set_weights(mirrored.get_weights())
+  alone.bases_seed.assign(single.bases_seed.numpy() - [0, 1])
+  assert np.abs(alone(x[2:], training=True).numpy() - want[2:]).max() > 1e-3
+
+
+def test_batch_segments_match_concatenated_slices(two_cpu_strategy):
+  """Replica r called on [a_r, b_r] under batch_segments(2) == one device on [a, b]."""
+  a = _x(b=4, h=4, w=4, c=8, seed=1)
+  b = _x(b=4, h=4, w=4, c=8, seed=2)
+  single = Hamburger(rank=3, steps=2)
+  single.build(a.shape)
+  with two_cpu_strategy.scope():
+    mirrored = Hamburger(rank=3, steps=2)
+    mirrored.build(a.shape)
+  single.sigma.assign(1.0)
+  mirrored.set_weights(single.get_weights())
+  want = single(tf.concat([a, b], 0), training=True).numpy()  # rows: a0..a3, b0..b3
+  # Replica r holds [a[2r:2r+2], b[2r:2r+2]]: global order a0 a1 b0 b1 | a2 a3 b2 b3.
+  per_replica = tf.concat([a[:2], b[:2], a[2:], b[2:]], 0)
+  got = _per_replica(two_cpu_strategy, mirrored, per_replica, 8, segments=2)
+  order = [0, 1, 4, 5, 2, 3, 6, 7]  # rows of `want` in the replicas' order
+  np.testing.assert_allclose(np.concatenate(got), want[order], rtol=1e-5, atol=1e-5)
+  # Without the declaration, b's examples get a's rows of the other replica.
+  mirrored.bases_seed.assign(single.bases_seed.numpy() - [0, 1])
+  plain = np.concatenate(_per_replica(two_cpu_strategy, mirrored, per_replica, 8))
+  assert np.abs(plain - want[order]).max() > 1e-3
+  with pytest.raises(ValueError, match=r"batch=3 is not divisible by batch_segments\(2\)"):
+    with hamburger_lib.batch_segments(2):
+      single(a[:3], training=True)
+
+
+def test_random_bases_compile_with_xla_and_dynamic_batch():
+  """Stateless draws compile. XLA's lowering of the stateless RNG gives another bit
+  stream than the TF kernels (even for alg="philox"), so compiled calls are checked
+  against bases drawn by compiled init_bases, not against eager calls."""
+  x = _x(b=3, h=4, w=4, c=8)
+  layer = Hamburger(rank=3, steps=2)
+  layer.build(tf.TensorShape([None, 4, 4, 8]))
+  _converge_sn(layer, x)  # so the manual (inference-mode) breads match training's
+  layer.sigma.assign(1.0)
+  start, weights = layer.bases_seed.numpy(), layer.get_weights()
+  draw = tf.function(lambda s: hams.init_bases("nmf", 3, 8, 3, seed=s), jit_compile=True)
+  xla_bases = draw(tf.constant(start)).numpy()
+  train = tf.function(lambda a: layer(a, training=True), jit_compile=True)
+  got = train(x).numpy()
+  np.testing.assert_array_equal(layer.bases_seed.numpy(), start + [0, 1])
+  expected, _, _ = _manual(layer, x, 2, bases0=xla_bases)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+  layer.set_weights(weights)
+  np.testing.assert_array_equal(train(x).numpy(), got)  # reproducible when compiled
+  # Dynamic batch (uncompiled, inference): the TF kernels' draw of this seed.
+  dynamic = tf.function(lambda a: layer(a, training=False),
+                        input_signature=[tf.TensorSpec([None, 4, 4, 8])])
+  layer.set_weights(weights)
+  expected, _, _ = _manual(layer, x, 2, bases0=_seed_draw(layer, 3))
+  np.testing.assert_allclose(dynamic(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+  assert dynamic(x[:1]).shape == (1, 4, 4, 8)
 
 
 # ----------------------------------------------------------------------------------
@@ -324,3 +320,8 @@ def test_unknown_names_and_bad_numbers():
     Hamburger(rank=0)
   with pytest.raises(ValueError, match=r"online_momentum=1.5"):
     Hamburger(online_momentum=1.5)
+  with pytest.raises(ValueError, match=r"seed=-1"):
+    Hamburger(seed=-1)
+  with pytest.raises(ValueError, match=r"batch_segments=0"):
+    with hamburger_lib.batch_segments(0):
+      pass

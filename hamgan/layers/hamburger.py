@@ -15,8 +15,33 @@ State beyond the weights, updated only in training calls:
   global batch, for the trainer's summaries (how rough the early-stopped solution is).
 * with `init="online"`, `bases` (groups, dim, rank): the initial bases of every call,
   an EMA (momentum `online_momentum`) of the batch-mean final bases, L2-normalised.
+* with `init="random"`, `bases_seed` (2,) int64: the stateless seed pair of the
+  random initial bases, [salt, counter]; the counter advances once per training call.
+
+Reproducible random bases. The bases are drawn with stateless RNG from `bases_seed`,
+a checkpointed variable, so a run resumed from a checkpoint draws what the
+uninterrupted run would have drawn. The salt mixes the `seed` argument with a CRC32
+of the layer's name (deterministic across processes, unlike Python's `hash`), so two
+Hamburgers of one model (distinct Keras names) draw different bases; being a variable,
+it travels with the checkpoint and with `set_weights`, so a copy of the layer (another
+process, or a second model built in the same process, whose auto-generated name
+differs) draws like the original once its weights are copied or restored. Inference
+calls read the counter without advancing it: for fixed weights the layer's inference
+output is deterministic (until the next training call). XLA lowers the stateless
+RNG to another bit stream than the TF kernels, so compiled and uncompiled calls draw
+different (equally distributed) bases from one seed: compare runs compiled alike.
+
+Replicas. Every replica draws the bases of the *global* batch (num_replicas * batch
+rows per group) and keeps its own rows, those a single device running the whole
+global batch gives the same examples; so 2 replicas compute what 1 device does. A
+caller whose per-replica batch is several concatenated per-replica slices (e.g. a
+discriminator fed [real_r, fake_r]) declares it with `batch_segments(2)` around the
+call; the rows are then taken per segment.
 """
+import contextlib
 import numbers
+import threading
+import zlib
 
 import tensorflow as tf
 
@@ -26,6 +51,33 @@ from hamgan.layers.spectral_norm import SNConv2D
 from hamgan.layers.utils import static_training
 
 INITS = ("random", "online")
+
+_SEGMENTS = threading.local()
+
+
+@contextlib.contextmanager
+def batch_segments(count):
+  """Declares, for Hamburger calls traced inside, a batch of `count` concatenated slices.
+
+  Under a distribution strategy each replica's batch is its slice of the global
+  batch. When a caller concatenates several such slices (a discriminator called on
+  concat([real_r, fake_r])), the single-device call sees concat([real, fake]) instead,
+  and example i of the replica's second slice is example B + r*b + i of the global
+  call, not r*2b + b + i. With `batch_segments(2)` around the call each segment takes
+  its own rows of the global draw, so replicas still match one device. Read at trace
+  time (Python state), so wrap the call inside the traced function.
+  """
+  count = _positive_int("batch_segments", count)
+  previous = getattr(_SEGMENTS, "count", 1)
+  _SEGMENTS.count = count
+  try:
+    yield
+  finally:
+    _SEGMENTS.count = previous
+
+
+def _segments():
+  return getattr(_SEGMENTS, "count", 1)
 
 
 def _positive_int(name, value, allow_none=False, allow_zero=False):
@@ -38,6 +90,11 @@ def _positive_int(name, value, allow_none=False, allow_zero=False):
     extra = " or None" if allow_none else ""
     raise ValueError(f"Hamburger {name}={value!r}: expected {kind} integer{extra}.")
   return int(value)
+
+
+def _seed_salt(seed, name):
+  """First element of the stateless seed pair: `seed` in the high bits, CRC32(name) low."""
+  return (int(seed) * (1 << 32) + zlib.crc32(name.encode("utf-8"))) % (1 << 63)
 
 
 def _online_initializer(kind):
@@ -66,15 +123,18 @@ class Hamburger(tf.keras.layers.Layer):
     steps: K, decomposition iterations in training.
     eval_steps: iterations in inference (default: `steps`).
     one_step: True for the one-step gradient, False to back-propagate every step.
-    init: "random" (fresh bases each call) or "online" (an EMA buffer of bases).
+    init: "random" (fresh bases each training call, from a checkpointed stateless
+      seed) or "online" (an EMA buffer of bases).
     conditional: add a class-conditional batch norm after the upper bread.
     num_classes: classes of that batch norm (required when conditional).
     online_momentum: EMA momentum of the online bases.
+    seed: non-negative int mixed with the layer name into the random bases' seed;
+      change it to get another sequence of draws from the same model.
   """
 
   def __init__(self, ham="nmf", groups=1, dim=None, rank=32, steps=6, eval_steps=None,
                one_step=True, init="random", conditional=False, num_classes=None,
-               online_momentum=0.9, **kwargs):
+               online_momentum=0.9, seed=0, **kwargs):
     super().__init__(**kwargs)
     if ham not in hams.HAM_KINDS:
       raise ValueError(f"Hamburger ham={ham!r}: expected one of {hams.HAM_KINDS}; "
@@ -102,6 +162,7 @@ class Hamburger(tf.keras.layers.Layer):
     self.num_classes = None if num_classes is None else _positive_int(
         "num_classes", num_classes)
     self.online_momentum = float(online_momentum)
+    self.seed = _positive_int("seed", seed, allow_zero=True)
 
   def _check_shape(self, shape):
     """Validates an NHWC shape; returns (H, W, C), H and W possibly None."""
@@ -148,16 +209,48 @@ class Hamburger(tf.keras.layers.Layer):
     self.last_relative_error = self.add_weight(
         name="last_relative_error", shape=(), initializer="zeros", **_state_weight())
     self.bases = None
+    self.bases_seed = None
+    if self.init == "random":
+      # [salt, counter]: the stateless seed of the next random bases; one copy on
+      # every replica (ONLY_FIRST_REPLICA), checkpointed with the layer.
+      salt = _seed_salt(self.seed, self.name)
+      self.bases_seed = self.add_weight(
+          name="bases_seed", shape=(2,), dtype=tf.int64, trainable=False,
+          initializer=tf.constant_initializer([salt, 0]),
+          synchronization=tf.VariableSynchronization.ON_WRITE,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     if self.init == "online":
       self.bases = self.add_weight(
           name="bases", shape=(self.groups, self._d, self.rank),
           initializer=_online_initializer(self.ham), **_state_weight())
     super().build(input_shape)
 
-  def _initial_bases(self, batch):
+  def _random_bases(self, batch, training):
+    """This replica's rows (B*S, D, R) of the global batch's stateless draw."""
+    seed = self.bases_seed.read_value()  # before the increment below
+    if training:
+      self.bases_seed.assign_add(tf.constant([0, 1], tf.int64))
+    ctx = tf.distribute.get_replica_context()
+    replicas = 1 if ctx is None else ctx.num_replicas_in_sync
+    segments = _segments()
+    static = tf.get_static_value(batch)
+    if static is not None and int(static) % segments:
+      raise ValueError(f"{self.name}: batch={int(static)} is not divisible by "
+                       f"batch_segments({segments}); expected {segments} equal "
+                       "concatenated slices. Fix the batch_segments count.")
+    rows = batch * self.groups  # this replica's rows, sample-major, group-minor
+    bases = hams.init_bases(self.ham, rows * replicas, self._d, self.rank, seed=seed)
+    if replicas == 1:
+      return bases
+    # Global rows are ordered (segment, replica, row in segment): keep this replica's.
+    bases = tf.reshape(bases, [segments, replicas, -1, self._d, self.rank])
+    mine = tf.gather(bases, ctx.replica_id_in_sync_group, axis=1)  # (k, rows/k, D, R)
+    return tf.reshape(mine, [rows, self._d, self.rank])
+
+  def _initial_bases(self, batch, training):
     """Initial bases (B*S, D, R) in float32."""
     if self.bases is None:
-      return hams.init_bases(self.ham, batch * self.groups, self._d, self.rank)
+      return self._random_bases(batch, training)
     online = tf.convert_to_tensor(self.bases)  # (S, D, R)
     tiled = tf.broadcast_to(online[None], [batch, self.groups, self._d, self.rank])
     return tf.reshape(tiled, [batch * self.groups, self._d, self.rank])
@@ -203,7 +296,7 @@ class Hamburger(tf.keras.layers.Layer):
       x_ham = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b * s, h * w, d])  # (B*S, N, D)
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
     recon, bases, _ = hams.HAMS[self.ham](
-        x_ham, self._initial_bases(b), steps, one_step=self.one_step,
+        x_ham, self._initial_bases(b, training), steps, one_step=self.one_step,
         channels_last=True)
     if training:
       self._update_state(x_ham, recon, bases, b)
@@ -223,5 +316,6 @@ class Hamburger(tf.keras.layers.Layer):
     config.update(ham=self.ham, groups=self.groups, dim=self.dim, rank=self.rank,
                   steps=self.steps, eval_steps=self.eval_steps, one_step=self.one_step,
                   init=self.init, conditional=self.conditional,
-                  num_classes=self.num_classes, online_momentum=self.online_momentum)
+                  num_classes=self.num_classes, online_momentum=self.online_momentum,
+                  seed=self.seed)
     return config

@@ -63,8 +63,10 @@ def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
   """Draws initial bases (batch, dim, rank), L2-normalised over dim.
 
   NMF starts from Uniform[0, 1) (non-negative, as multiplicative updates need);
-  CD and VQ from N(0, 1). `batch` may be a tensor (dynamic batch). An int `seed`
-  makes the draw reproducible (stateless RNG); None draws fresh values every call.
+  CD and VQ from N(0, 1). `batch` may be a tensor (dynamic batch). A `seed` makes
+  the draw reproducible (stateless RNG): an int, or a shape-(2,) integer tensor
+  (the stateless seed pair itself, e.g. read from a checkpointed variable); None
+  draws fresh values every call.
   """
   if kind not in HAM_KINDS:
     raise ValueError(
@@ -80,7 +82,14 @@ def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
     else:
       b = tf.random.normal(shape, dtype=dtype)
   else:
-    pair = tf.constant([seed, 0], dtype=tf.int64)
+    if isinstance(seed, numbers.Integral):
+      pair = tf.constant([seed, 0], dtype=tf.int64)
+    else:
+      pair = tf.cast(seed, tf.int64)
+      if pair.shape != [2]:
+        raise ValueError(
+            f"seed of shape {pair.shape}: expected an int or a shape-(2,) integer "
+            "tensor (a stateless seed pair); pass e.g. seed=0 or tf.constant([0, 1]).")
     if kind == "nmf":
       b = tf.random.stateless_uniform(shape, seed=pair, dtype=dtype)
     else:
