@@ -7,7 +7,8 @@
 Each (shape, module) pair runs in a fresh Python process, so that its peak
 memory is its own. A child times forward plus backward of the whole module
 (breads, projections and residual included) under tf.function, and forward
-alone in inference mode; the parent prints one Markdown table per shape with
+alone in inference mode and in training mode (backward = the difference of the
+training-mode times); the parent prints one Markdown table per shape with
 ratios to SAGAN and to YLG (shared machines are noisy: compare ratios, not
 absolute times). Results are appended as JSON lines.
 
@@ -87,10 +88,14 @@ def _build(module, shape, steps):
     return tape.gradient(loss, [inputs] + layer.trainable_variables)
 
   @tf.function
+  def forward_step(inputs):
+    return layer(inputs, training=True)
+
+  @tf.function
   def infer_step(inputs):
     return layer(inputs, training=False)
 
-  return layer, train_step, infer_step
+  return layer, train_step, forward_step, infer_step
 
 
 def _child(spec):
@@ -122,10 +127,11 @@ def _child(spec):
     run(train_step)
 
   rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  layer, train_step, infer_step = _build(module, spec["shape"], steps)
+  layer, train_step, forward_step, infer_step = _build(module, spec["shape"], steps)
   prepare(layer, train_step)
   peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024.0
   run(infer_step)
+  run(forward_step)
 
   def once(fn):
     t0 = time.perf_counter()
@@ -133,10 +139,10 @@ def _child(spec):
     return time.perf_counter() - t0
 
   infer_s = float(np.median([once(infer_step) for _ in range(spec["reps"])]))
-  fns = {module: train_step}
+  fns = {module: train_step, "forward": forward_step}
   for ref in spec.get("references", []):
     if ref != module:
-      ref_layer, ref_train, _ = _build(ref, spec["shape"], 6)
+      ref_layer, ref_train, _, _ = _build(ref, spec["shape"], 6)
       prepare(ref_layer, ref_train)
       fns[ref] = ref_train
   times = {k: [] for k in fns}
@@ -146,9 +152,12 @@ def _child(spec):
     for k, fn in fns.items():  # round robin: load changes hit every module alike
       times[k].append(once(fn))
   train_s = float(np.median(times[module]))
+  forward_s = float(np.median(times.pop("forward")))
   ratios = {f"vs_{k}": train_s / float(np.median(v)) for k, v in times.items()}
   params = int(sum(np.prod(v.shape) for v in layer.trainable_variables))
+  # Backward = (forward + backward) - forward in training mode, timed side by side.
   print(json.dumps(dict(spec, train_ms=train_s * 1e3, infer_ms=infer_s * 1e3,
+                        backward_ms=max(train_s - forward_s, 0.0) * 1e3,
                         peak_mb=peak_mb, params=params, ratios=ratios,
                         gmacs=macs(module, spec["shape"], steps) / 1e9)))
 
@@ -174,18 +183,19 @@ def format_table(rows):
   """Markdown table of one shape's rows, with ratios to SAGAN and YLG (steps=6 rows)."""
   by = {(r["module"], r["steps"]): r for r in rows}
   sagan = by.get(("sagan", 6))
-  lines = ["| module | steps | params | GMACs | train ms | infer ms | peak MB | train vs SAGAN "
-           "| train vs YLG | peak vs SAGAN |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| module | steps | params | GMACs | train ms | backward ms | infer ms | peak MB "
+           "| train vs SAGAN | train vs YLG | peak vs SAGAN |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     if "error" in r:
-      lines.append(f"| {r['module']} | {r['steps']} | - | - | - | - | - | {r['error']} | | |")
+      lines.append(f"| {r['module']} | {r['steps']} | - | - | - | - | - | - | {r['error']} | | |")
       continue
     mem = (f"{r['peak_mb'] / sagan['peak_mb']:.2f}x"
            if sagan and "error" not in sagan and sagan["peak_mb"] > 0 else "-")
     lines.append(
         f"| {r['module']} | {r['steps']} | {r['params']:,} | {r['gmacs']:.2f} | "
-        f"{r['train_ms']:.1f} | {r['infer_ms']:.1f} | {r['peak_mb']:.0f} | "
+        f"{r['train_ms']:.1f} | {r.get('backward_ms', float('nan')):.1f} | "
+        f"{r['infer_ms']:.1f} | {r['peak_mb']:.0f} | "
         f"{_ratio(r, 'sagan')} | {_ratio(r, 'ylg')} | {mem} |")
   return "\n".join(lines)
 
