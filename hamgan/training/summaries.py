@@ -98,13 +98,21 @@ class RunWriter:
   def log_row(self, row):
     """Appends one JSON row to train_log.jsonl."""
     line = json.dumps(row, sort_keys=True) + "\n"
-    # gfile has no append mode on every file system: read, extend, write back.
+    if "://" not in self.log_path:
+      # A local append: a kill mid-write can cost this line, never the earlier ones.
+      with open(self.log_path, "a") as f:
+        f.write(line)
+      return
+    # Object stores (gs://) cannot append: write the extended file beside the old one
+    # and rename it into place, so the old log is never truncated first.
     old = ""
     if tf.io.gfile.exists(self.log_path):
       with tf.io.gfile.GFile(self.log_path, "r") as f:
         old = f.read()
-    with tf.io.gfile.GFile(self.log_path, "w") as f:
+    tmp = self.log_path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
       f.write(old + line)
+    tf.io.gfile.rename(tmp, self.log_path, overwrite=True)
 
   def close(self):
     self._writer.close()
