@@ -81,8 +81,9 @@ def main(argv=None):
   parser.add_argument("--image_sizes", default="32,128", help="comma-separated: 32, 64, 128")
   parser.add_argument("--contexts", default=",".join(CONTEXTS))
   parser.add_argument("--batch", type=int, default=8, help="global batch per D/G step")
-  parser.add_argument("--ch", default="32:16,64:8,128:8",
-                      help="model width per image size, size:ch pairs (small, for the CPU)")
+  parser.add_argument("--ch", default="32:16,64:32,128:32",
+                      help="model width per image size, size:ch pairs (small, for the CPU; YLG's 8 "
+                           "heads need 64 channels where D's context sits: ch >= 32 at 64 and 128)")
   parser.add_argument("--loops", type=int, default=4, help="iterations per timed call")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
   parser.add_argument("--no_pipeline", action="store_true",
