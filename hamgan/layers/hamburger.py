@@ -25,11 +25,12 @@ of the layer's name (deterministic across processes, unlike Python's `hash`), so
 Hamburgers of one model (distinct Keras names) draw different bases; being a variable,
 it travels with the checkpoint and with `set_weights`, so a copy of the layer (another
 process, or a second model built in the same process, whose auto-generated name
-differs) draws like the original once its weights are copied or restored. Inference
-calls read the counter without advancing it: for fixed weights the layer's inference
-output is deterministic (until the next training call). XLA lowers the stateless
-RNG to another bit stream than the TF kernels, so compiled and uncompiled calls draw
-different (equally distributed) bases from one seed: compare runs compiled alike.
+differs) draws like the original once its weights are copied or restored (the
+restored salt wins over the copy's own `seed` and name). Inference calls read the
+counter without advancing it: for fixed weights the layer's inference output is
+deterministic until the next training call. XLA lowers the stateless RNG to another
+bit stream than the TF kernels, so compiled and uncompiled calls draw different
+(equally distributed) bases from one seed: compare runs compiled alike.
 
 Replicas. Every replica draws the bases of the *global* batch (num_replicas * batch
 rows per group) and keeps its own rows, those a single device running the whole
@@ -65,7 +66,8 @@ def batch_segments(count):
   and example i of the replica's second slice is example B + r*b + i of the global
   call, not r*2b + b + i. With `batch_segments(2)` around the call each segment takes
   its own rows of the global draw, so replicas still match one device. Read at trace
-  time (Python state), so wrap the call inside the traced function.
+  time from thread-local Python state (MirroredStrategy traces each replica in its
+  own thread), so enter it inside the replica function, around that call only.
   """
   count = _positive_int("batch_segments", count)
   previous = getattr(_SEGMENTS, "count", 1)
