@@ -17,9 +17,16 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
-  """MirroredStrategy over the two logical CPU devices."""
+  """MirroredStrategy over the two logical CPU devices, one for the whole session.
+
+  Every MirroredStrategy numbers its collective ops from the same start, and the
+  process-wide collective executor caches them by those numbers: a second strategy
+  over the same devices reuses an instance key with another op type and aborts
+  ("Collective instance 100 expected type 2 ..."). One shared strategy keeps the keys
+  unique; models built under it in different tests do not interfere.
+  """
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
