@@ -180,6 +180,22 @@ def count_trainable(layer_or_model):
   return int(sum(np.prod(v.shape) for v in layer_or_model.trainable_weights))
 
 
+def context_row(model, shape):
+  """The summary row of a model's context module (or of its absence) at `shape`."""
+  res = f"{shape[0]}x{shape[0]}"
+  if model.context_layer is None:
+    return ("context: none", shape, 0, f"no context module at {res}")
+  return (model.context_layer.name, shape, count_trainable(model.context_layer),
+          f"<- context '{model.context}' at {res}, C={shape[-1]}")
+
+
+def describe_title(model):
+  """'Generator 128x128, ch=64, 1000 classes, context='sagan' at 32x32'."""
+  return (f"{type(model).__name__} {model.image_size}x{model.image_size}, ch={model.ch}, "
+          f"{model.num_classes} classes, context={model.context!r} at "
+          f"{model.context_resolution}x{model.context_resolution}")
+
+
 def describe_rows(title, rows, total):
   """Formats (name, output shape, trainable params, note) rows as a table."""
   lines = [title]

@@ -142,21 +142,13 @@ class Discriminator(tf.keras.Model):
               "down-block" if block.downsample else "block, no downsampling")
       rows.append((block.name, shape, blocks.count_trainable(block), kind))
       if i == self._context_index:
-        res = f"{shape[0]}x{shape[0]}"
-        if self.context_layer is None:
-          rows.append(("context: none", shape, 0, f"no context module at {res}"))
-        else:
-          rows.append((self.context_layer.name, shape,
-                       blocks.count_trainable(self.context_layer),
-                       f"<- context '{self.context}' at {res}, C={shape[-1]}"))
+        rows.append(blocks.context_row(self, shape))
     rows.append((self.linear.name, (1,), blocks.count_trainable(self.linear),
                  "ReLU, sum over space, SN-linear(1)"))
     rows.append((self.embedding.name, (self._feature_channels,),
                  blocks.count_trainable(self.embedding), "projection <embed(y), h>"))
-    title = (f"Discriminator {self.image_size}x{self.image_size}, ch={self.ch}, "
-             f"{self.num_classes} classes, context={self.context!r} at "
-             f"{self.context_resolution}x{self.context_resolution}")
-    return blocks.describe_rows(title, rows, blocks.count_trainable(self))
+    return blocks.describe_rows(blocks.describe_title(self), rows,
+                                blocks.count_trainable(self))
 
   def summary(self, print_fn=None, **unused_kwargs):  # pylint: disable=arguments-differ
     """Prints `describe()` (per-block shapes, the context's place, parameters)."""
