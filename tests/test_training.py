@@ -1,5 +1,4 @@
 """Tests for hamgan.training: losses, strategy choice, the distributed trainer."""
-import itertools
 import json
 import os
 import shutil
@@ -61,27 +60,6 @@ def _trainer(model_dir, config, strategy=None, context="none", cls=trainer_lib.T
   g_fn, d_fn = _model_fns(context)
   return cls(str(model_dir), config, strategy=strategy, generator_fn=g_fn,
              discriminator_fn=d_fn, dataset_fn=_dataset_fn())
-
-
-_KEY_BASES = itertools.count(10_000, 10_000)
-
-
-def _own_keys_two_cpu_strategy():
-  """MirroredStrategy over the two logical CPUs with collective keys of its own.
-
-  TF remembers a collective's shape by (group, instance) key for the whole process,
-  and every MirroredStrategy starts from the same keys unless its class attribute
-  `_collective_key_base` (TF: "only set this in tests") differs; a second strategy
-  whose all-reduces differ in shape from an earlier one's at the same key aborts
-  with "Shape mismatch in the collective instance".
-  """
-  cls = tf.distribute.MirroredStrategy
-  old = cls._collective_key_base  # pylint: disable=protected-access
-  cls._collective_key_base = next(_KEY_BASES)  # pylint: disable=protected-access
-  try:
-    return cls(["/cpu:0", "/cpu:1"])
-  finally:
-    cls._collective_key_base = old  # pylint: disable=protected-access
 
 
 class _TwoSegments:
@@ -277,11 +255,10 @@ def test_two_replicas_match_one_device(tmp_path, two_cpu_strategy, context):
   draw (see _SegmentedDTrainer for D's concatenated batch).
   """
   config = _config(batch_size=8, g_lr=1.0, d_lr=1.0, epsilon=1.0)
-  cls, strategy = trainer_lib.Trainer, two_cpu_strategy
-  if context.startswith("ham_"):
-    cls, strategy = _SegmentedDTrainer, _own_keys_two_cpu_strategy()
+  cls = _SegmentedDTrainer if context.startswith("ham_") else trainer_lib.Trainer
   one = _trainer(tmp_path / "one", config, context=context, cls=cls)
-  two = _trainer(tmp_path / "two", config, strategy=strategy, context=context, cls=cls)
+  two = _trainer(tmp_path / "two", config, strategy=two_cpu_strategy, context=context,
+                 cls=cls)
   models_one = (one.generator, one.discriminator, one.ema_generator)
   models_two = (two.generator, two.discriminator, two.ema_generator)
   for a, b in zip(models_one, models_two):
