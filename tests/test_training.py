@@ -2,7 +2,6 @@
 import json
 import os
 import shutil
-import threading
 
 import gin
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from hamgan import models
-from hamgan.layers import hamburger
 from hamgan.layers.registry import CONTEXT_NAMES
 from hamgan.training import losses
 from hamgan.training import strategy as strategy_lib
@@ -56,55 +54,10 @@ def _config(**overrides):
   return trainer_lib.TrainConfig(**settings)
 
 
-def _trainer(model_dir, config, strategy=None, context="none", cls=trainer_lib.Trainer):
+def _trainer(model_dir, config, strategy=None, context="none"):
   g_fn, d_fn = _model_fns(context)
-  return cls(str(model_dir), config, strategy=strategy, generator_fn=g_fn,
+  return trainer_lib.Trainer(str(model_dir), config, strategy=strategy, generator_fn=g_fn,
              discriminator_fn=d_fn, dataset_fn=_dataset_fn())
-
-
-class _TwoSegments:
-  """A model whose calls run under hamburger.batch_segments(2); the rest delegates."""
-
-  def __init__(self, model):
-    self._model = model
-
-  def __call__(self, *args, **kwargs):
-    with hamburger.batch_segments(2):
-      return self._model(*args, **kwargs)
-
-  def __getattr__(self, name):
-    return getattr(self._model, name)
-
-
-class _SegmentedDTrainer(trainer_lib.Trainer):
-  """The trainer with its D-step call of D under hamburger.batch_segments(2).
-
-  The D step feeds D concat([real_r, fake_r]) per replica but concat([real, fake])
-  on one device: a Hamburger in D must be told that its batch is two slices to give
-  every example the random bases one device gives it (no per-example draw can match
-  without knowing it; hamburger.py explains). The trainer does not say so yet, so
-  this subclass does, around exactly that call: inside `_d_step` (per replica
-  thread, as MirroredStrategy traces replicas in threads) `discriminator` is D
-  wrapped in the declaration; G, and D in the G step, are untouched.
-  """
-
-  _local = threading.local()
-
-  @property
-  def discriminator(self):
-    model = self.__dict__["_plain_discriminator"]
-    return _TwoSegments(model) if getattr(self._local, "d_step", False) else model
-
-  @discriminator.setter
-  def discriminator(self, model):
-    self.__dict__["_plain_discriminator"] = model
-
-  def _d_step(self, *args):
-    self._local.d_step = True
-    try:
-      return super()._d_step(*args)
-    finally:
-      self._local.d_step = False
 
 
 def _values(model):
@@ -252,13 +205,11 @@ def test_two_replicas_match_one_device(tmp_path, two_cpu_strategy, context):
   the comparison is about the distributed computation: global-batch scaling, the
   split of data and draws over replicas, synchronised SN vectors and BN moments;
   with ham_nmf also the Hamburgers' random bases, sliced from the global batch's
-  draw (see _SegmentedDTrainer for D's concatenated batch).
+  draw (the trainer declares D's concatenated real+fake batch with batch_segments).
   """
   config = _config(batch_size=8, g_lr=1.0, d_lr=1.0, epsilon=1.0)
-  cls = _SegmentedDTrainer if context.startswith("ham_") else trainer_lib.Trainer
-  one = _trainer(tmp_path / "one", config, context=context, cls=cls)
-  two = _trainer(tmp_path / "two", config, strategy=two_cpu_strategy, context=context,
-                 cls=cls)
+  one = _trainer(tmp_path / "one", config, context=context)
+  two = _trainer(tmp_path / "two", config, strategy=two_cpu_strategy, context=context)
   models_one = (one.generator, one.discriminator, one.ema_generator)
   models_two = (two.generator, two.discriminator, two.ema_generator)
   for a, b in zip(models_one, models_two):

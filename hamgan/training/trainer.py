@@ -35,6 +35,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from hamgan.layers import hamburger
 from hamgan.training import losses as losses_lib
 from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
@@ -391,7 +392,10 @@ class Trainer:
     x = tf.concat([tf.cast(images, fake.dtype), fake], axis=0)
     xy = tf.concat([tf.cast(labels, tf.int32), y], axis=0)
     with tf.GradientTape() as tape:
-      logits = tf.cast(self.discriminator((x, xy), training=True), tf.float32)
+      # D's batch is two slices (real, fake) of the global batch: a Hamburger in D then
+      # takes each slice's rows of the global random draw, so replicas match one device.
+      with hamburger.batch_segments(2):
+        logits = tf.cast(self.discriminator((x, xy), training=True), tf.float32)
       d_real, d_fake = tf.split(logits, 2, axis=0)
       d_loss, _ = self.config.loss_fn(d_real, d_fake)
       d_loss = tf.nn.compute_average_loss(d_loss, global_batch_size=big_b)
