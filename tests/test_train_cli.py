@@ -51,8 +51,13 @@ def _expect_setup_error(capsys, model_dir, fragments, **flag_values):
   return err
 
 
-def test_help_lists_the_flags():
-  out = subprocess.run([sys.executable, "-m", "hamgan.cli.train", "--help"], cwd=REPO,
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "hamgan.cli.train"],
+    # The console script: absl lists __main__'s flags, and there __main__ is the wrapper.
+    [os.path.join(os.path.dirname(sys.executable), "hamgan-train")],
+])
+def test_help_lists_the_flags(command):
+  out = subprocess.run(command + ["--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120, check=False)
   assert out.returncode in (0, 1), out.stderr  # absl's --help exits with 1
   assert "hamgan-train" in out.stdout

@@ -8,12 +8,12 @@ DIR/comparison.md (runs beside the paper's quoted figures), DIR/comparison.json
 protocol, so numbers measured differently are never ranked together.
 """
 import logging
-import sys
 
 from absl import app
 from absl import flags
 
 from hamgan import reporting
+from hamgan.cli import run_with_help
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder for comparison.md, comparison.json and "
@@ -39,12 +39,7 @@ def main(argv):
 
 def run():
   """Console entry point; --help shows this module's usage and flags."""
-  main_module = sys.modules["__main__"]
-  if not getattr(main_module, "__doc__", None):
-    main_module.__doc__ = __doc__
-  for name in ("out",):
-    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-  app.run(main)
+  run_with_help(main, __doc__, ("out",))
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
+  run_with_help(main, __doc__, ("model_dir", "gin_param", "per_class", "eval_samples",
+                                "min_accuracy"))
 
 
 if __name__ == "__main__":

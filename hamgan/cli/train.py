@@ -167,7 +167,8 @@ def _train_with_fault_handling(trainer, model_dir):
 
 
 def run():
-  app.run(main)
+  from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
+  run_with_help(main, __doc__, ("gin_file", "gin_param", "model_dir", "tpu"))
 
 
 if __name__ == "__main__":
