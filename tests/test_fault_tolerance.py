@@ -565,3 +565,18 @@ def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(
   assert _start_step(text) == stopped
   assert json.loads(open(os.path.join(model_dir, "TRAINING_DONE")).read())["step"] == (
       stopped + 3)
+
+
+def test_checkpoints_are_found_under_a_relative_model_dir(tmp_path, monkeypatch):
+  """`--model_dir=runs/x` (relative, as the README writes it) must resume and evaluate."""
+  from hamgan.evaluation import run_dir
+  monkeypatch.chdir(tmp_path)
+  step = tf.Variable(0, dtype=tf.int64)
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step),
+                                       os.path.join("runs", "x", "checkpoints"), 3)
+  for n in (2, 4):
+    step.assign(n)
+    manager.save(checkpoint_number=n)
+  path, found_step = ft.newest_good_checkpoint(os.path.join("runs", "x", "checkpoints"))
+  assert os.path.basename(path) == "ckpt-4" and found_step == 4
+  assert [s for s, _ in run_dir.list_checkpoints(os.path.join("runs", "x"))] == [2, 4]

@@ -22,9 +22,7 @@ def list_checkpoints(model_dir):
   state = tf.train.get_checkpoint_state(ckpt_dir)
   paths = list(state.all_model_checkpoint_paths) if state else []
   found = []
-  for path in paths:
-    if not os.path.isabs(path):
-      path = os.path.join(ckpt_dir, path)
+  for path in paths:  # get_checkpoint_state already joined relative entries to ckpt_dir
     if tf.io.gfile.exists(path + ".index"):
       found.append((checkpoint_step(path), path))
   return sorted(found)

@@ -304,8 +304,8 @@ def _candidates(checkpoint_dir):
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
       paths.append(state.model_checkpoint_path)
-    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(checkpoint_dir, p)
-             for p in paths]
+    # get_checkpoint_state already joined relative entries to checkpoint_dir (joining
+    # again broke relative model_dirs such as runs/x).
   elif tf.io.gfile.isdir(checkpoint_dir):
     paths = [p[:-len(".index")] for p in
              tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-*.index"))]
