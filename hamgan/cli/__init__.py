@@ -18,3 +18,27 @@ def run_with_help(main, doc, flag_names):
   for name in flag_names:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
   app.run(main)
+
+
+def parse_own_flags(argv, define_flags, doc):
+  """Parses argv (program name first) into a fresh FlagValues; prints help on --help.
+
+  For tools whose flags live outside absl's global FLAGS (hamgan-eval, hamgan-sample), so
+  that they can be imported beside the other tools in one process (tests, the demo).
+  """
+  fv = flags.FlagValues()
+  define_flags(fv)
+  if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+    print(doc)
+    print(fv.get_help())
+    sys.exit(0)
+  fv(argv)
+  return fv
+
+
+def run_with_own_flags(main, parse_flags):
+  """app.run for such a tool: `main` receives the tool's own FlagValues."""
+  def parser(argv):
+    flags.FLAGS(argv[:1])  # absl's own FLAGS must count as parsed; ours are separate
+    return parse_flags(argv)
+  app.run(main, flags_parser=parser)

@@ -16,9 +16,10 @@ be imported beside the other hamgan tools in one process (tests, the demo).
 import json
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from hamgan import cli
 
 
 def define_flags(fv):
@@ -74,14 +75,7 @@ def define_flags(fv):
 
 def parse_flags(argv):
   """Parses argv (program name first) into a fresh FlagValues; prints help on --help."""
-  fv = flags.FlagValues()
-  define_flags(fv)
-  if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
-    print(__doc__)
-    print(fv.get_help())
-    sys.exit(0)
-  fv(argv)
-  return fv
+  return cli.parse_own_flags(argv, define_flags, __doc__)
 
 
 def settings_from_flags(fv):
@@ -133,13 +127,8 @@ def main(fv):
   return 0
 
 
-def _app_parser(argv):
-  flags.FLAGS(argv[:1])  # absl's own FLAGS must count as parsed; ours are separate
-  return parse_flags(argv)
-
-
 def run():
-  app.run(main, flags_parser=_app_parser)
+  cli.run_with_own_flags(main, parse_flags)
 
 
 if __name__ == "__main__":

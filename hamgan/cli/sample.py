@@ -11,10 +11,11 @@ no classifier.
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+
+from hamgan import cli
 
 
 def define_flags(fv):
@@ -40,14 +41,7 @@ def define_flags(fv):
 
 def parse_flags(argv):
   """Parses argv (program name first) into a fresh FlagValues; prints help on --help."""
-  fv = flags.FlagValues()
-  define_flags(fv)
-  if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
-    print(__doc__)
-    print(fv.get_help())
-    sys.exit(0)
-  fv(argv)
-  return fv
+  return cli.parse_own_flags(argv, define_flags, __doc__)
 
 
 def parse_classes(classes, num_classes):
@@ -123,13 +117,8 @@ def main(fv):
   return 0
 
 
-def _app_parser(argv):
-  flags.FLAGS(argv[:1])  # absl's own FLAGS must count as parsed; ours are separate
-  return parse_flags(argv)
-
-
 def run():
-  app.run(main, flags_parser=_app_parser)
+  cli.run_with_own_flags(main, parse_flags)
 
 
 if __name__ == "__main__":
