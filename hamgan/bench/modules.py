@@ -52,16 +52,18 @@ def macs(module, shape, steps=6):
   if module == "sa_full":
     return b * (3 * n * c * c + 2 * n * n * c + n * c * c)
   d = c
-  breads = 2 * n * c * d
+  # Lower bread N C D; the upper bread folded into the factors (D R C, then N R C):
+  # the (N, D) reconstruction is never formed.
+  breads = n * c * d + d * r * c + n * r * c
   if module == "ham_nmf":
     step = 2 * n * d * r + 2 * n * r * r + 2 * d * r * r
-    ham = n * d * r + steps * step + (n * d * r + n * r * r + d * r * r) + n * d * r
+    ham = n * d * r + steps * step + (n * d * r + n * r * r + d * r * r)
   elif module == "ham_cd":
     step = n * d * r + n * d * r
-    ham = steps * step + n * d * r + d * r * r + n * d * r
+    ham = steps * step + n * d * r + d * r * r
   elif module == "ham_vq":
     step = n * d * r + n * d * r
-    ham = steps * step + n * d * r + n * d * r
+    ham = steps * step + n * d * r
   else:
     raise ValueError(f"unknown module {module!r}")
   return b * (breads + ham)
@@ -220,6 +222,8 @@ def main(argv=None):
                            "at 128x128 is as costly as SAGAN's)")
   parser.add_argument("--out", default="runs/bench_modules.jsonl",
                       help="JSON-lines file the rows are appended to")
+  parser.add_argument("--markdown", default="runs/bench_modules.md",
+                      help="Markdown file the tables of this run are written to")
   parser.add_argument("--child", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
@@ -233,7 +237,8 @@ def main(argv=None):
   for m in modules:
     if m not in MODULES:
       parser.error(f"--modules: unknown module {m!r}; expected names from {list(MODULES)}")
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  for path in (args.out, args.markdown):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   skip_ylg = set(args.skip_ylg_on.split(","))
   tables = []
   for shape_name in shapes:
@@ -263,7 +268,9 @@ def main(argv=None):
     table = f"### {shape_name}: {b}x{h}x{w}x{c}, Hamburger R={r}\n\n" + format_table(rows)
     tables.append(table)
     print("\n" + table + "\n", flush=True)
-  print(f"rows appended to {args.out}")
+  with open(args.markdown, "w") as f:
+    f.write("\n\n".join(tables) + "\n")
+  print(f"rows appended to {args.out}; tables written to {args.markdown}")
   return "\n\n".join(tables)
 
 

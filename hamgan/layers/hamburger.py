@@ -257,11 +257,30 @@ class Hamburger(tf.keras.layers.Layer):
     tiled = tf.broadcast_to(online[None], [batch, self.groups, self._d, self.rank])
     return tf.reshape(tiled, [batch * self.groups, self._d, self.rank])
 
-  def _update_state(self, x_ham, recon, bases, batch):
+  def _upper_bread(self, bases, coef, b, h, w, training):
+    """The 1x1 upper bread applied to the reconstruction, without forming it.
+
+    For each group s, conv1x1(coef_s bases_s^T, W_s) = coef_s (bases_s^T W_s): the
+    bread's (D, C) kernel is folded into the (D, R) bases first, so the (N, D)
+    reconstruction never exists and the bread costs N R C multiply-adds (backward
+    too) instead of N D C + N D R. Equal to reconstructing and convolving up to
+    float rounding (tests/test_hamburger.py checks it against that route).
+    """
+    s, d, r = self.groups, self._d, self.rank
+    kernel = tf.cast(self.upper_bread.normalized_kernel(training), tf.float32)
+    kernel = tf.reshape(kernel, [s, d, -1])  # (S, D, C): group s reads channels s*D..
+    bases = tf.reshape(bases, [b, s, d, r])
+    folded = tf.einsum("bsdr,sdc->bsrc", bases, kernel)  # (B, S, R, C)
+    folded = tf.cast(tf.reshape(folded, [b, s * r, -1]), self.compute_dtype)
+    if s > 1:  # (B*S, N, R) -> (B, N, S*R), group-major like `folded`'s rows
+      coef = tf.transpose(tf.reshape(coef, [b, s, h * w, r]), [0, 2, 1, 3])
+    coef = tf.cast(tf.reshape(coef, [b, h * w, s * r]), self.compute_dtype)
+    return tf.reshape(tf.matmul(coef, folded), [b, h, w, -1])
+
+  def _update_state(self, x_ham, bases, coef, batch):
     """Training-only writes: relative error and the online bases, global over replicas."""
-    x_ham, recon, bases = (tf.stop_gradient(t) for t in (x_ham, recon, bases))
-    sums = tf.stack([tf.reduce_sum(tf.square(x_ham - recon)),
-                     tf.reduce_sum(tf.square(x_ham))])
+    x_ham, bases, coef = (tf.stop_gradient(t) for t in (x_ham, bases, coef))
+    sums = tf.stack(hams.squared_errors(x_ham, bases, coef, channels_last=True))
     mean_bases = tf.reduce_mean(
         tf.reshape(bases, [batch, self.groups, self._d, self.rank]), axis=0)  # (S, D, R)
     ctx = tf.distribute.get_replica_context()
@@ -297,15 +316,12 @@ class Hamburger(tf.keras.layers.Layer):
       z = tf.reshape(z, [b, h * w, s, d])  # (B, N, S, D)
       x_ham = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b * s, h * w, d])  # (B*S, N, D)
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
-    recon, bases, _ = hams.HAMS[self.ham](
+    bases, coef = hams.FACTORS[self.ham](
         x_ham, self._initial_bases(b, training), steps, one_step=self.one_step,
-        channels_last=True)
+        channels_last=True)  # (B*S, D, R), (B*S, N, R)
     if training:
-      self._update_state(x_ham, recon, bases, b)
-    if s > 1:
-      recon = tf.transpose(tf.reshape(recon, [b, s, h * w, d]), [0, 2, 1, 3])  # (B,N,S,D)
-    z = tf.cast(tf.reshape(recon, [b, h, w, s * d]), self.compute_dtype)  # NHWC
-    z = self.upper_bread(z, training=training)  # (B, H, W, C)
+      self._update_state(x_ham, bases, coef, b)
+    z = self._upper_bread(bases, coef, b, h, w, training)  # (B, H, W, C)
     if self.norm is not None:
       z = self.norm(z, y, training=training)
     return x + tf.cast(self.sigma, x.dtype) * z

@@ -145,6 +145,12 @@ def nmf(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   updates coef then bases; one more coef update carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
+  bases, coef = nmf_factors(x, bases, steps, one_step, eps, channels_last)
+  return reconstruct(bases, coef, channels_last), bases, coef
+
+
+def nmf_factors(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
+  """`nmf` without the reconstruction: returns (bases, coef)."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   if one_step:
@@ -159,7 +165,7 @@ def nmf(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   if one_step:
     bases, coef = tf.stop_gradient(bases), tf.stop_gradient(coef)
   coef = _nmf_coef_step(lay, x, bases, coef, eps)
-  return lay.recon(bases, coef), bases, coef
+  return bases, coef
 
 
 def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
@@ -171,6 +177,14 @@ def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
   sum of pixels. The final coef = X^T B (B^T B + beta I)^-1 carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
+  bases, coef = cd_factors(x, bases, steps, one_step, temperature, beta, eps,
+                           channels_last)
+  return reconstruct(bases, coef, channels_last), bases, coef
+
+
+def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
+               channels_last=False):
+  """`cd` without the reconstruction: returns (bases, coef)."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
@@ -187,7 +201,7 @@ def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
   eye = tf.broadcast_to(tf.eye(tf.shape(gram)[-1], dtype=gram.dtype), tf.shape(gram))
   inverse = tf.linalg.cholesky_solve(tf.linalg.cholesky(gram), eye)  # R x R only
   coef = tf.matmul(lay.xt_b(x, bases), inverse)  # (B, N, R)
-  return lay.recon(bases, coef), bases, coef
+  return bases, coef
 
 
 def _vq_assign(lay, x, bases, temperature):
@@ -204,6 +218,13 @@ def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   assignment-weighted mean of the pixels; the final assignment carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
+  bases, coef = vq_factors(x, bases, steps, one_step, temperature, eps, channels_last)
+  return reconstruct(bases, coef, channels_last), bases, coef
+
+
+def vq_factors(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
+               channels_last=False):
+  """`vq` without the reconstruction: returns (bases, coef)."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
@@ -215,7 +236,29 @@ def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   if one_step:
     bases = tf.stop_gradient(bases)
   coef = _vq_assign(lay, x, bases, temperature)
-  return lay.recon(bases, coef), bases, coef
+  return bases, coef
+
+
+def reconstruct(bases, coef, channels_last=False):
+  """bases coef^T: (B, D, N), or (B, N, D) with `channels_last`."""
+  return _Layout(channels_last).recon(bases, coef)
+
+
+def squared_errors(x, bases, coef, channels_last=False):
+  """(||X - bases coef^T||_F^2, ||X||_F^2) summed over the batch, never forming the product.
+
+  ||X - B C^T||^2 = ||X||^2 - 2 <X^T B, C> + <B^T B, C^T C>: N x R and R x R terms
+  only, so a caller that never needs the reconstruction (the Hamburger feeds coef
+  straight into its upper bread) skips the (B, D, N) tensor. Float32 cancellation
+  limits the result to about 1e-6 of ||X||^2, ample for a relative-error summary.
+  """
+  lay = _Layout(channels_last)
+  total = tf.reduce_sum(tf.square(x))
+  cross = tf.reduce_sum(coef * lay.xt_b(x, bases))
+  grams = tf.reduce_sum(tf.matmul(bases, bases, transpose_a=True) *
+                        tf.matmul(coef, coef, transpose_a=True))
+  return tf.maximum(total - 2.0 * cross + grams, 0.0), total
 
 
 HAMS = {"nmf": nmf, "cd": cd, "vq": vq}
+FACTORS = {"nmf": nmf_factors, "cd": cd_factors, "vq": vq_factors}
