@@ -204,9 +204,17 @@ def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1
   return bases, coef
 
 
-def _vq_assign(lay, x, bases, temperature):
-  """softmax over R of cos(pixel, basis) / T, shape (B, N, R)."""
-  cos = lay.xt_b(_l2n(x, axis=lay.d_axis), _l2n(bases, axis=1))
+def _vq_assign(lay, x, bases, temperature, x_normalized=False):
+  """softmax over R of cos(pixel, basis) / T, shape (B, N, R).
+
+  Pixel norms divide the (B, N, R) products rather than x itself, so no normalised
+  copy of x is made (or kept for the backward pass); pass `x_normalized=True` when
+  the pixels already have unit norm.
+  """
+  cos = lay.xt_b(x, _l2n(bases, axis=1))
+  if not x_normalized:
+    sq = tf.reduce_sum(tf.square(x), axis=lay.d_axis)  # (B, N)
+    cos *= tf.math.rsqrt(tf.maximum(sq, 1e-12))[..., None]
   return tf.nn.softmax(cos / temperature, axis=-1)
 
 
@@ -229,8 +237,9 @@ def vq_factors(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
+  xn = _l2n(x_it, axis=lay.d_axis)  # once, not per step
   for _ in range(int(steps)):
-    coef = _vq_assign(lay, x_it, bases, temperature)
+    coef = _vq_assign(lay, xn, bases, temperature, x_normalized=True)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)
     bases = lay.x_c(x_it, coef)  # (B, D, R)
   if one_step:
