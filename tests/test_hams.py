@@ -146,18 +146,25 @@ def test_forward_matches_numpy_reference(kind, one_step):
 
 @pytest.mark.parametrize("kind", ["nmf", "cd", "vq"])
 def test_factors_and_squared_errors_without_the_reconstruction(kind):
+  """FACTORS equal the hams' bases and coef; the error needs no reconstruction."""
   rng = np.random.default_rng(3)
   x, b0 = _data(kind, rng)
   recon, bases, coef = hams.HAMS[kind](tf.constant(x), tf.constant(b0), steps=6)
-  f_bases, f_coef = hams.FACTORS[kind](tf.constant(x), tf.constant(b0), steps=6)
+  f_bases, f_coef, xt_bases = hams.FACTORS[kind](tf.constant(x), tf.constant(b0), steps=6)
   np.testing.assert_array_equal(f_bases.numpy(), bases.numpy())
   np.testing.assert_array_equal(f_coef.numpy(), coef.numpy())
+  if xt_bases is not None:  # the by-product is X^T bases for the returned bases
+    np.testing.assert_allclose(xt_bases.numpy(), np.einsum("bdn,bdr->bnr", x, bases),
+                               rtol=1e-4, atol=1e-5)
+    err_reused, _ = hams.squared_errors(tf.constant(x), bases, coef, xt_bases=xt_bases)
   # The Gram expansion against the error of the explicit float64 product.
   x64, b64, c64 = (t.astype(np.float64) for t in (x, bases.numpy(), coef.numpy()))
   expected = np.sum((x64 - np.einsum("bdr,bnr->bdn", b64, c64)) ** 2)
   err, total = hams.squared_errors(tf.constant(x), bases, coef)
   np.testing.assert_allclose(total.numpy(), np.sum(x64 ** 2), rtol=1e-6)
   np.testing.assert_allclose(err.numpy(), expected, rtol=1e-4)
+  if xt_bases is not None:
+    np.testing.assert_allclose(err_reused.numpy(), expected, rtol=1e-4)
   # Channels-last input, and an exact factorisation whose error is ~0, not negative.
   err_cl, _ = hams.squared_errors(tf.constant(np.swapaxes(x, 1, 2)), bases, coef,
                                   channels_last=True)

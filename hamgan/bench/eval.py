@@ -16,13 +16,14 @@ is then ignored). On a CPU keep the models small; on a GPU try --image_size=128
 --ch=64 --classifier_path=/path/to/inception.
 """
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 
 import tensorflow as tf
+
+from hamgan.bench import write_results
 
 
 def _standin_classifier(size, path):
@@ -157,17 +158,15 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", default="runs/bench_eval.jsonl",
                       help="JSON-lines file the result row is appended to ('' for none)")
+  parser.add_argument("--markdown", default="runs/bench_eval.md",
+                      help="Markdown file this run's table is written to ('' for none)")
   args = parser.parse_args(argv)
   result = measure(args.num_samples, args.batch_size, args.image_size, args.ch,
                    args.context, args.classifier_path, args.classifier_size, args.repeats)
   table = format_table(result)
   print(table)
-  if args.out:
-    if os.path.dirname(args.out):
-      os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "a") as f:
-      f.write(json.dumps(dict(result, device=str(result["device"]), wall_time=time.time()),
-                         sort_keys=True) + "\n")
+  row = dict(result, device=str(result["device"]), wall_time=time.time())
+  print(write_results([row], args.out, table, args.markdown))
   return table
 
 

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from hamgan.bench import write_results
+
 # name -> (batch, height, width, channels, Hamburger rank)
 SHAPES = {
     "g32": (16, 32, 32, 256, 32),    # the generator's 32x32 context position
@@ -57,7 +59,9 @@ def macs(module, shape, steps=6):
   breads = n * c * d + d * r * c + n * r * c
   if module == "ham_nmf":
     step = 2 * n * d * r + 2 * n * r * r + 2 * d * r * r
-    ham = n * d * r + steps * step + (n * d * r + n * r * r + d * r * r)
+    # X^T B of the initial softmax is reused by the first coef update.
+    ham = n * d * r + steps * step - (n * d * r if steps else 0) + (
+        n * d * r + n * r * r + d * r * r)
   elif module == "ham_cd":
     step = n * d * r + n * d * r
     ham = steps * step + n * d * r + d * r * r
@@ -223,7 +227,7 @@ def main(argv=None):
   parser.add_argument("--out", default="runs/bench_modules.jsonl",
                       help="JSON-lines file the rows are appended to")
   parser.add_argument("--markdown", default="runs/bench_modules.md",
-                      help="Markdown file the tables of this run are written to")
+                      help="Markdown file the tables of this run are written to ('' for none)")
   parser.add_argument("--child", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
@@ -237,8 +241,7 @@ def main(argv=None):
   for m in modules:
     if m not in MODULES:
       parser.error(f"--modules: unknown module {m!r}; expected names from {list(MODULES)}")
-  for path in (args.out, args.markdown):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   skip_ylg = set(args.skip_ylg_on.split(","))
   tables = []
   for shape_name in shapes:
@@ -268,10 +271,9 @@ def main(argv=None):
     table = f"### {shape_name}: {b}x{h}x{w}x{c}, Hamburger R={r}\n\n" + format_table(rows)
     tables.append(table)
     print("\n" + table + "\n", flush=True)
-  with open(args.markdown, "w") as f:
-    f.write("\n\n".join(tables) + "\n")
-  print(f"rows appended to {args.out}; tables written to {args.markdown}")
-  return "\n\n".join(tables)
+  markdown = "\n\n".join(tables)
+  print(f"rows appended to {args.out}; " + write_results([], "", markdown, args.markdown))
+  return markdown
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ A second table compares the real tf.data pipeline (the offline digits) with a
 batch held in memory, for the same model: the input pipeline should cost < 5%.
 """
 import argparse
-import json
 import os
 import tempfile
 import time
 
 import numpy as np
+
+from hamgan.bench import write_results
 
 CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
 
@@ -89,7 +90,9 @@ def main(argv=None):
   parser.add_argument("--no_pipeline", action="store_true",
                       help="skip the input-pipeline comparison")
   parser.add_argument("--out", default="runs/bench_step.jsonl",
-                      help="JSON-lines file the rows are appended to")
+                      help="JSON-lines file the rows are appended to ('' for none)")
+  parser.add_argument("--markdown", default="runs/bench_step.md",
+                      help="Markdown file the tables of this run are written to ('' for none)")
   args = parser.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   widths = dict(tuple(int(v) for v in pair.split(":")) for pair in args.ch.split(","))
@@ -98,7 +101,6 @@ def main(argv=None):
   for s in sizes:
     if s not in widths:
       parser.error(f"--ch has no width for image size {s}; add '{s}:CH' to --ch.")
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   rows, tables = [], []
 
   for size in sizes:
@@ -141,11 +143,9 @@ def main(argv=None):
                      pipeline_it_per_s=1 / real, ratio=real / mem, time=time.time()))
     print("\n" + tables[-1] + "\n", flush=True)
 
-  with open(args.out, "a") as f:
-    for row in rows:
-      f.write(json.dumps(row) + "\n")
-  print(f"rows appended to {args.out}")
-  return "\n\n".join(tables)
+  markdown = "\n\n".join(tables)
+  print(write_results(rows, args.out, markdown, args.markdown))
+  return markdown
 
 
 if __name__ == "__main__":

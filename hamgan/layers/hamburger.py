@@ -3,7 +3,9 @@
     z = SN-conv1x1(x, S*D)            lower bread (exact W / sigma, no bias)
     z = relu(z)                       NMF only: the decomposition needs X >= 0
     z = ham(z)                        (B*S, N, D) -> low-rank reconstruction, float32
-    z = SN-conv1x1(z, C)              upper bread (exact W / sigma, no bias)
+    z = SN-conv1x1(z, C)              upper bread (exact W / sigma, no bias), applied
+                                      as coef (bases^T W): the reconstruction
+                                      bases coef^T is never formed
     z = ConditionalBatchNorm(z, y)    only when `conditional` (the generator's form)
     return x + sigma * z              sigma: trainable scalar, 0 at init
 
@@ -277,10 +279,12 @@ class Hamburger(tf.keras.layers.Layer):
     coef = tf.cast(tf.reshape(coef, [b, h * w, s * r]), self.compute_dtype)
     return tf.reshape(tf.matmul(coef, folded), [b, h, w, -1])
 
-  def _update_state(self, x_ham, bases, coef, batch):
+  def _update_state(self, x_ham, factors, batch):
     """Training-only writes: relative error and the online bases, global over replicas."""
-    x_ham, bases, coef = (tf.stop_gradient(t) for t in (x_ham, bases, coef))
-    sums = tf.stack(hams.squared_errors(x_ham, bases, coef, channels_last=True))
+    x_ham, bases, coef, xt_bases = (None if t is None else tf.stop_gradient(t)
+                                    for t in (x_ham, *factors))
+    sums = tf.stack(hams.squared_errors(x_ham, bases, coef, channels_last=True,
+                                        xt_bases=xt_bases))
     mean_bases = tf.reduce_mean(
         tf.reshape(bases, [batch, self.groups, self._d, self.rank]), axis=0)  # (S, D, R)
     ctx = tf.distribute.get_replica_context()
@@ -316,12 +320,12 @@ class Hamburger(tf.keras.layers.Layer):
       z = tf.reshape(z, [b, h * w, s, d])  # (B, N, S, D)
       x_ham = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b * s, h * w, d])  # (B*S, N, D)
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
-    bases, coef = hams.FACTORS[self.ham](
+    factors = hams.FACTORS[self.ham](
         x_ham, self._initial_bases(b, training), steps, one_step=self.one_step,
-        channels_last=True)  # (B*S, D, R), (B*S, N, R)
+        channels_last=True)  # bases (B*S, D, R), coef (B*S, N, R)
     if training:
-      self._update_state(x_ham, bases, coef, b)
-    z = self._upper_bread(bases, coef, b, h, w, training)  # (B, H, W, C)
+      self._update_state(x_ham, factors, b)
+    z = self._upper_bread(factors.bases, factors.coef, b, h, w, training)  # (B,H,W,C)
     if self.norm is not None:
       z = self.norm(z, y, training=training)
     return x + tf.cast(self.sigma, x.dtype) * z

@@ -17,11 +17,19 @@ ever N x N, shapes may be dynamic in B, and the functions compile under XLA. Wit
 `channels_last=True` x (and the reconstruction) are (B, N, D) instead, the layout an
 NHWC map reshapes to for free; the transpose flags of matmul absorb the difference.
 """
+import collections
 import numbers
 
 import tensorflow as tf
 
 HAM_KINDS = ("nmf", "cd", "vq")
+
+Factors = collections.namedtuple("Factors", ["bases", "coef", "xt_bases"])
+Factors.__doc__ = """What a ham's `*_factors` function returns.
+
+bases (B, D, R) and coef (B, N, R) with X ~ bases coef^T; xt_bases is X^T bases
+(B, N, R) for the returned bases when the ham computed it on the way (NMF's last
+coef update, CD's ridge solve), else None."""
 
 
 def _l2n(v, axis):
@@ -123,11 +131,15 @@ class _Layout:
     return tf.matmul(bases, coef, transpose_b=True)
 
 
-def _nmf_coef_step(lay, x, bases, coef, eps):
-  """Multiplicative update of coef: coef * (X^T B) / (coef (B^T B) + eps)."""
-  numer = lay.xt_b(x, bases)  # (B, N, R)
+def _nmf_coef_step(lay, x, bases, coef, eps, numer=None):
+  """Multiplicative update of coef: coef * (X^T B) / (coef (B^T B) + eps).
+
+  Returns (new coef, X^T B); `numer` is X^T B when the caller already has it.
+  """
+  if numer is None:
+    numer = lay.xt_b(x, bases)  # (B, N, R)
   denom = tf.matmul(coef, tf.matmul(bases, bases, transpose_a=True))  # (B, N, R)
-  return coef * numer / (denom + eps)
+  return coef * numer / (denom + eps), numer
 
 
 def _nmf_bases_step(lay, x, bases, coef, eps):
@@ -145,12 +157,12 @@ def nmf(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   updates coef then bases; one more coef update carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
-  bases, coef = nmf_factors(x, bases, steps, one_step, eps, channels_last)
+  bases, coef, _ = nmf_factors(x, bases, steps, one_step, eps, channels_last)
   return reconstruct(bases, coef, channels_last), bases, coef
 
 
 def nmf_factors(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
-  """`nmf` without the reconstruction: returns (bases, coef)."""
+  """`nmf` without the reconstruction: returns `Factors(bases, coef, xt_bases)`."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   if one_step:
@@ -158,14 +170,17 @@ def nmf_factors(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
     x_it, bases = tf.stop_gradient(x), tf.stop_gradient(bases)
   else:
     x_it = x
-  coef = tf.nn.softmax(lay.xt_b(x_it, bases), axis=-1)  # (B, N, R)
+  numer = lay.xt_b(x_it, bases)  # (B, N, R); the first coef update reuses it
+  coef = tf.nn.softmax(numer, axis=-1)
   for _ in range(int(steps)):
-    coef = _nmf_coef_step(lay, x_it, bases, coef, eps)
+    coef, _ = _nmf_coef_step(lay, x_it, bases, coef, eps, numer)
     bases = _nmf_bases_step(lay, x_it, bases, coef, eps)
+    numer = None
   if one_step:
     bases, coef = tf.stop_gradient(bases), tf.stop_gradient(coef)
-  coef = _nmf_coef_step(lay, x, bases, coef, eps)
-  return bases, coef
+    numer = None  # it was taken from the stopped x: recompute it with the gradient
+  coef, numer = _nmf_coef_step(lay, x, bases, coef, eps, numer)
+  return Factors(bases, coef, numer)
 
 
 def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
@@ -177,14 +192,14 @@ def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
   sum of pixels. The final coef = X^T B (B^T B + beta I)^-1 carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
-  bases, coef = cd_factors(x, bases, steps, one_step, temperature, beta, eps,
-                           channels_last)
+  bases, coef, _ = cd_factors(x, bases, steps, one_step, temperature, beta, eps,
+                              channels_last)
   return reconstruct(bases, coef, channels_last), bases, coef
 
 
 def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
                channels_last=False):
-  """`cd` without the reconstruction: returns (bases, coef)."""
+  """`cd` without the reconstruction: returns `Factors(bases, coef, xt_bases)`."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
@@ -200,8 +215,8 @@ def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1
   gram += beta * tf.eye(tf.shape(gram)[-1], dtype=gram.dtype)  # symmetric PD
   eye = tf.broadcast_to(tf.eye(tf.shape(gram)[-1], dtype=gram.dtype), tf.shape(gram))
   inverse = tf.linalg.cholesky_solve(tf.linalg.cholesky(gram), eye)  # R x R only
-  coef = tf.matmul(lay.xt_b(x, bases), inverse)  # (B, N, R)
-  return bases, coef
+  xt_bases = lay.xt_b(x, bases)
+  return Factors(bases, tf.matmul(xt_bases, inverse), xt_bases)  # coef (B, N, R)
 
 
 def _vq_assign(lay, x, bases, temperature, x_normalized=False):
@@ -226,13 +241,13 @@ def vq(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   assignment-weighted mean of the pixels; the final assignment carries the gradient.
   `channels_last=True` takes x as (B, N, D) and returns the reconstruction so.
   """
-  bases, coef = vq_factors(x, bases, steps, one_step, temperature, eps, channels_last)
+  bases, coef, _ = vq_factors(x, bases, steps, one_step, temperature, eps, channels_last)
   return reconstruct(bases, coef, channels_last), bases, coef
 
 
 def vq_factors(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
                channels_last=False):
-  """`vq` without the reconstruction: returns (bases, coef)."""
+  """`vq` without the reconstruction: returns `Factors(bases, coef, None)`."""
   _check_steps(steps)
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
@@ -244,8 +259,7 @@ def vq_factors(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
     bases = lay.x_c(x_it, coef)  # (B, D, R)
   if one_step:
     bases = tf.stop_gradient(bases)
-  coef = _vq_assign(lay, x, bases, temperature)
-  return bases, coef
+  return Factors(bases, _vq_assign(lay, x, bases, temperature), None)
 
 
 def reconstruct(bases, coef, channels_last=False):
@@ -253,17 +267,20 @@ def reconstruct(bases, coef, channels_last=False):
   return _Layout(channels_last).recon(bases, coef)
 
 
-def squared_errors(x, bases, coef, channels_last=False):
+def squared_errors(x, bases, coef, channels_last=False, xt_bases=None):
   """(||X - bases coef^T||_F^2, ||X||_F^2) summed over the batch, never forming the product.
 
   ||X - B C^T||^2 = ||X||^2 - 2 <X^T B, C> + <B^T B, C^T C>: N x R and R x R terms
   only, so a caller that never needs the reconstruction (the Hamburger feeds coef
   straight into its upper bread) skips the (B, D, N) tensor. Float32 cancellation
   limits the result to about 1e-6 of ||X||^2, ample for a relative-error summary.
+  `xt_bases`, X^T bases from the ham's `Factors`, saves recomputing that product.
   """
   lay = _Layout(channels_last)
+  if xt_bases is None:
+    xt_bases = lay.xt_b(x, bases)
   total = tf.reduce_sum(tf.square(x))
-  cross = tf.reduce_sum(coef * lay.xt_b(x, bases))
+  cross = tf.reduce_sum(coef * xt_bases)
   grams = tf.reduce_sum(tf.matmul(bases, bases, transpose_a=True) *
                         tf.matmul(coef, coef, transpose_a=True))
   return tf.maximum(total - 2.0 * cross + grams, 0.0), total
