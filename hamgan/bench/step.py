@@ -25,7 +25,8 @@ from hamgan.bench import write_results
 CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
 
 
-def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classes=10):
+def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classes=10,
+             jit_compile=False):
   """A Trainer on a throw-away model_dir; dataset 'memory' holds one batch in memory."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -53,7 +54,7 @@ def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classe
 
   config = TrainConfig(batch_size=batch, num_steps=10**9, dataset="digits",
                        steps_per_loop=steps_per_loop, mixed_precision="float32",
-                       ema_start_step=0)
+                       ema_start_step=0, jit_compile=jit_compile)
   model_dir = tempfile.mkdtemp(prefix=f"bench_step_{context}_{image_size}_")
   return Trainer(model_dir, config=config, generator_fn=g_fn, discriminator_fn=d_fn,
                  dataset_fn=dataset_fn)
@@ -82,11 +83,18 @@ def main(argv=None):
   parser.add_argument("--image_sizes", default="32,128", help="comma-separated: 32, 64, 128")
   parser.add_argument("--contexts", default=",".join(CONTEXTS))
   parser.add_argument("--batch", type=int, default=8, help="global batch per D/G step")
-  parser.add_argument("--ch", default="32:16,64:32,128:32",
-                      help="model width per image size, size:ch pairs (small, for the CPU; YLG's 8 "
-                           "heads need 64 channels where D's context sits: ch >= 32 at 64 and 128)")
+  parser.add_argument("--ch", default="32:64,64:32,128:32",
+                      help="model width per image size, size:ch pairs: the CIFAR-10 configs' "
+                           "ch=64 at 32x32, narrower at 64 and 128 for the CPU (YLG's 8 heads "
+                           "need 64 channels where D's context sits: ch >= 32 at 64 and 128)")
+  parser.add_argument("--pipeline_ch", type=int, default=16,
+                      help="model width of the input-pipeline comparison (small, so that "
+                           "input costs show)")
   parser.add_argument("--loops", type=int, default=4, help="iterations per timed call")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+  parser.add_argument("--jit_compile", action="store_true",
+                      help="compile the replica step with XLA for every context (as a TPU "
+                           "always does)")
   parser.add_argument("--no_pipeline", action="store_true",
                       help="skip the input-pipeline comparison")
   parser.add_argument("--out", default="runs/bench_step.jsonl",
@@ -106,28 +114,31 @@ def main(argv=None):
   for size in sizes:
     print(f"[{size}x{size}] building {', '.join(contexts)} (ch={widths[size]}, "
           f"batch={args.batch}) ...", flush=True)
-    trainers = {(size, c): _trainer(size, c, args.batch, widths[size], args.loops, "memory")
+    trainers = {(size, c): _trainer(size, c, args.batch, widths[size], args.loops, "memory",
+                                    jit_compile=args.jit_compile)
                 for c in contexts}
     secs = _time_round_robin(trainers, args.loops, args.rounds)
     base = secs.get((size, "none"))
     ylg = secs.get((size, "ylg"))
-    lines = [f"### {size}x{size}, ch={widths[size]}, batch {args.batch} (D step + G step)",
+    xla = ", XLA-compiled step" if args.jit_compile else ""
+    lines = [f"### {size}x{size}, ch={widths[size]}, batch {args.batch} (D step + G step{xla})",
              "", "| context | it/s | time vs none | time vs YLG |", "|---|---|---|---|"]
     for c in contexts:
       s = secs[(size, c)]
       lines.append(f"| {c} | {1 / s:.2f} | {s / base:.2f}x | " if base else f"| {c} | {1 / s:.2f} | - | ")
       lines[-1] += f"{s / ylg:.2f}x |" if ylg else "- |"
       rows.append(dict(bench="step", image_size=size, context=c, ch=widths[size],
-                       batch=args.batch, it_per_s=1 / s, time=time.time()))
+                       batch=args.batch, jit_compile=args.jit_compile, it_per_s=1 / s,
+                       time=time.time()))
     tables.append("\n".join(lines))
     print("\n" + tables[-1] + "\n", flush=True)
 
   if not args.no_pipeline:
     size = 32
     print("[pipeline] digits tf.data vs a batch in memory, ham_nmf at 32x32 ...", flush=True)
-    trainers = {(size, "memory"): _trainer(size, "ham_nmf", args.batch, widths.get(32, 16),
+    trainers = {(size, "memory"): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
                                            args.loops, "memory"),
-                (size, "digits"): _trainer(size, "ham_nmf", args.batch, widths.get(32, 16),
+                (size, "digits"): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
                                            args.loops, "digits")}
     # The digits pipeline caches its decoded images during the first epoch: time the
     # steady state that a long run sees, after one full epoch.
@@ -135,11 +146,12 @@ def main(argv=None):
     secs = _time_round_robin(trainers, args.loops, args.rounds, warmup={(size, "digits"): epoch})
     mem, real = secs[(size, "memory")], secs[(size, "digits")]
     tables.append("\n".join([
-        "### input pipeline (ham_nmf, 32x32)", "",
+        f"### input pipeline (ham_nmf, 32x32, ch={args.pipeline_ch}, batch {args.batch})", "",
         "| input | it/s | time vs in-memory |", "|---|---|---|",
         f"| batch in memory | {1 / mem:.2f} | 1.00x |",
         f"| digits tf.data pipeline | {1 / real:.2f} | {real / mem:.3f}x |"]))
-    rows.append(dict(bench="pipeline", image_size=size, memory_it_per_s=1 / mem,
+    rows.append(dict(bench="pipeline", image_size=size, ch=args.pipeline_ch,
+                     batch=args.batch, memory_it_per_s=1 / mem,
                      pipeline_it_per_s=1 / real, ratio=real / mem, time=time.time()))
     print("\n" + tables[-1] + "\n", flush=True)
 
