@@ -174,6 +174,23 @@ def test_factors_and_squared_errors_without_the_reconstruction(kind):
   assert 0.0 <= err0.numpy() <= 1e-5 * total0.numpy()
 
 
+def test_squared_errors_keep_precision_when_the_fit_is_good():
+  """A 1% relative error: the expansion cancels ~99.99% of ||X||^2 and must still be
+  accurate to 1e-4 (one global float32 expansion was 3e-3 off here)."""
+  rng = np.random.default_rng(5)
+  b64 = rng.uniform(size=(16, 64, 16))
+  c64 = rng.uniform(size=(16, 1024, 16))
+  exact = np.einsum("bdr,bnr->bnd", b64, c64)
+  x = (exact * (1 + 0.01 * rng.normal(size=exact.shape))).astype(np.float32)
+  bases, coef = b64.astype(np.float32), c64.astype(np.float32)
+  expected = np.sum((x.astype(np.float64) -
+                     np.einsum("bdr,bnr->bnd", bases.astype(np.float64), coef)) ** 2)
+  err, total = hams.squared_errors(tf.constant(x), tf.constant(bases), tf.constant(coef),
+                                   channels_last=True)
+  assert 5e-5 < expected / total.numpy() < 2e-4  # the regime this test is about
+  np.testing.assert_allclose(err.numpy(), expected, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["nmf", "cd", "vq"])
 @pytest.mark.parametrize("one_step", [True, False])
 def test_channels_last_layout_gives_the_same_values_and_gradients(kind, one_step):

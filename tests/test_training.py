@@ -224,13 +224,14 @@ def test_two_replicas_match_one_device(tmp_path, two_cpu_strategy, context):
   if context.startswith("ham_"):
     # The bases themselves: same seed state, and the reconstruction error of the
     # last call (a direct function of the bases drawn; 2% apart when D's two
-    # segments are not declared, 1e-6 when they are).
+    # segments are not declared, about 2e-5 when they are: the summary comes from a
+    # float32 expansion that never forms the reconstruction, hams.squared_errors).
     for a, b in zip(models_one, models_two):
       ham_a, ham_b = a.context_layer, b.context_layer
       assert ham_a.bases_seed.numpy()[1] == 4  # D step + G step, twice
       np.testing.assert_array_equal(ham_b.bases_seed.numpy(), ham_a.bases_seed.numpy())
       np.testing.assert_allclose(ham_b.last_relative_error.numpy(),
-                                 ham_a.last_relative_error.numpy(), rtol=1e-5)
+                                 ham_a.last_relative_error.numpy(), rtol=1e-4)
     # NMF's multiplicative updates divide by small denominators: with lr=1 some
     # weights (Hamburger sigma, D's first block) end up to 6e-6 apart, as much with
     # deterministic init="online" bases as with random ones, so it is float noise.
