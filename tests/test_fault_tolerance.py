@@ -567,6 +567,22 @@ def test_sigterm_saves_the_current_step_exits_0_and_the_restart_continues(
       stopped + 3)
 
 
+def test_sigint_saves_the_current_step_and_exits_130(tmp_path, data_dir):
+  """Ctrl-C: the same save-and-stop as SIGTERM, with the shell's interrupted status."""
+  model_dir = str(tmp_path / "run")
+  run = _Run(_cli(model_dir, data_dir, "train.num_steps = 100000", "train.steps_per_loop = 1",
+                  "train.log_every = 1", "train.checkpoint_every = 1000"),
+             str(tmp_path / "log_int.txt"))
+  run.wait_for(r"step 3/")
+  run.proc.send_signal(signal.SIGINT)
+  code, out, text = run.finish(timeout=60)
+  assert code == 130, text[-3000:]
+  stopped = int(re.search(r"stopped by SIGINT at step (\d+)", out).group(1))
+  assert stopped >= 3 and "run the same command to resume" in out
+  assert [_step_of(p) for p in _listed(model_dir)] == [stopped]
+  assert not os.path.exists(os.path.join(model_dir, "TRAINING_DONE"))
+
+
 def test_checkpoints_are_found_under_a_relative_model_dir(tmp_path, monkeypatch):
   """`--model_dir=runs/x` (relative, as the README writes it) must resume and evaluate."""
   from hamgan.evaluation import run_dir
