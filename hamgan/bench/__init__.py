@@ -22,4 +22,4 @@ def write_results(rows, jsonl_path, markdown, markdown_path):
     with open(markdown_path, "w") as f:
       f.write(markdown.rstrip("\n") + "\n")
     said.append(f"tables written to {markdown_path}")
-  return "; ".join(said)
+  return "; ".join(said)  # '' when both paths were ''

@@ -64,7 +64,7 @@ def macs(module, shape, steps=6):
         n * d * r + n * r * r + d * r * r)
   elif module == "ham_cd":
     step = n * d * r + n * d * r
-    ham = steps * step + n * d * r + d * r * r
+    ham = steps * step + n * d * r + d * r * r + n * r * r  # X^T B, Gram, (X^T B) inverse
   elif module == "ham_vq":
     step = n * d * r + n * d * r
     ham = steps * step + n * d * r
@@ -225,7 +225,7 @@ def main(argv=None):
                       help="shapes on which YLG is left out (its dense masked attention "
                            "at 128x128 is as costly as SAGAN's)")
   parser.add_argument("--out", default="runs/bench_modules.jsonl",
-                      help="JSON-lines file the rows are appended to")
+                      help="JSON-lines file the rows are appended to ('' for none)")
   parser.add_argument("--markdown", default="runs/bench_modules.md",
                       help="Markdown file the tables of this run are written to ('' for none)")
   parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -241,7 +241,6 @@ def main(argv=None):
   for m in modules:
     if m not in MODULES:
       parser.error(f"--modules: unknown module {m!r}; expected names from {list(MODULES)}")
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   skip_ylg = set(args.skip_ylg_on.split(","))
   tables = []
   for shape_name in shapes:
@@ -260,8 +259,7 @@ def main(argv=None):
       row = _measure(spec, args.timeout)
       row["time"] = time.time()
       rows.append(row)
-      with open(args.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+      write_results([row], args.out, "", "")  # row by row: a crash keeps the rows so far
       if "error" in row:
         print(f"  failed: {row['error']}", flush=True)
       else:
@@ -272,7 +270,9 @@ def main(argv=None):
     tables.append(table)
     print("\n" + table + "\n", flush=True)
   markdown = "\n\n".join(tables)
-  print(f"rows appended to {args.out}; " + write_results([], "", markdown, args.markdown))
+  said = [f"rows appended to {args.out}"] if args.out else []
+  said.append(write_results([], "", markdown, args.markdown))
+  print("; ".join(part for part in said if part))
   return markdown
 
 

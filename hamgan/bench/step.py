@@ -110,6 +110,7 @@ def main(argv=None):
     if s not in widths:
       parser.error(f"--ch has no width for image size {s}; add '{s}:CH' to --ch.")
   rows, tables = [], []
+  xla = ", XLA-compiled step" if args.jit_compile else ""
 
   for size in sizes:
     print(f"[{size}x{size}] building {', '.join(contexts)} (ch={widths[size]}, "
@@ -120,7 +121,6 @@ def main(argv=None):
     secs = _time_round_robin(trainers, args.loops, args.rounds)
     base = secs.get((size, "none"))
     ylg = secs.get((size, "ylg"))
-    xla = ", XLA-compiled step" if args.jit_compile else ""
     lines = [f"### {size}x{size}, ch={widths[size]}, batch {args.batch} (D step + G step{xla})",
              "", "| context | it/s | time vs none | time vs YLG |", "|---|---|---|---|"]
     for c in contexts:
@@ -136,22 +136,22 @@ def main(argv=None):
   if not args.no_pipeline:
     size = 32
     print("[pipeline] digits tf.data vs a batch in memory, ham_nmf at 32x32 ...", flush=True)
-    trainers = {(size, "memory"): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
-                                           args.loops, "memory"),
-                (size, "digits"): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
-                                           args.loops, "digits")}
+    trainers = {(size, source): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
+                                         args.loops, source, jit_compile=args.jit_compile)
+                for source in ("memory", "digits")}
     # The digits pipeline caches its decoded images during the first epoch: time the
     # steady state that a long run sees, after one full epoch.
     epoch = -(-1500 // args.batch) + 1
     secs = _time_round_robin(trainers, args.loops, args.rounds, warmup={(size, "digits"): epoch})
     mem, real = secs[(size, "memory")], secs[(size, "digits")]
     tables.append("\n".join([
-        f"### input pipeline (ham_nmf, 32x32, ch={args.pipeline_ch}, batch {args.batch})", "",
+        f"### input pipeline (ham_nmf, 32x32, ch={args.pipeline_ch}, batch {args.batch}{xla})",
+        "",
         "| input | it/s | time vs in-memory |", "|---|---|---|",
         f"| batch in memory | {1 / mem:.2f} | 1.00x |",
         f"| digits tf.data pipeline | {1 / real:.2f} | {real / mem:.3f}x |"]))
     rows.append(dict(bench="pipeline", image_size=size, ch=args.pipeline_ch,
-                     batch=args.batch, memory_it_per_s=1 / mem,
+                     batch=args.batch, jit_compile=args.jit_compile, memory_it_per_s=1 / mem,
                      pipeline_it_per_s=1 / real, ratio=real / mem, time=time.time()))
     print("\n" + tables[-1] + "\n", flush=True)
 

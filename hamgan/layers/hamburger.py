@@ -2,7 +2,7 @@
 
     z = SN-conv1x1(x, S*D)            lower bread (exact W / sigma, no bias)
     z = relu(z)                       NMF only: the decomposition needs X >= 0
-    z = ham(z)                        (B*S, N, D) -> low-rank reconstruction, float32
+    z = ham(z)                        (B*S, N, D) -> low-rank factors, float32
     z = SN-conv1x1(z, C)              upper bread (exact W / sigma, no bias), applied
                                       as coef (bases^T W): the reconstruction
                                       bases coef^T is never formed
@@ -264,20 +264,22 @@ class Hamburger(tf.keras.layers.Layer):
 
     For each group s, conv1x1(coef_s bases_s^T, W_s) = coef_s (bases_s^T W_s): the
     bread's (D, C) kernel is folded into the (D, R) bases first, so the (N, D)
-    reconstruction never exists and the bread costs N R C multiply-adds (backward
-    too) instead of N D C + N D R. Equal to reconstructing and convolving up to
-    float rounding (tests/test_hamburger.py checks it against that route).
+    reconstruction never exists and the bread costs N R C + D R C multiply-adds per
+    sample (backward too) instead of N D C + N D R. Equal to reconstructing and
+    convolving up to float rounding (tests/test_hamburger.py checks it against that
+    route). The fold runs in float32, then the product in the compute dtype.
     """
     s, d, r = self.groups, self._d, self.rank
-    kernel = tf.cast(self.upper_bread.normalized_kernel(training), tf.float32)
-    kernel = tf.reshape(kernel, [s, d, -1])  # (S, D, C): group s reads channels s*D..
+    c = self.upper_bread.filters
+    kernel = self.upper_bread.normalized_kernel(training, dtype=tf.float32)
+    kernel = tf.reshape(kernel, [s, d, c])  # (S, D, C): group s reads channels s*D..
     bases = tf.reshape(bases, [b, s, d, r])
     folded = tf.einsum("bsdr,sdc->bsrc", bases, kernel)  # (B, S, R, C)
-    folded = tf.cast(tf.reshape(folded, [b, s * r, -1]), self.compute_dtype)
+    folded = tf.cast(tf.reshape(folded, [b, s * r, c]), self.compute_dtype)
     if s > 1:  # (B*S, N, R) -> (B, N, S*R), group-major like `folded`'s rows
       coef = tf.transpose(tf.reshape(coef, [b, s, h * w, r]), [0, 2, 1, 3])
     coef = tf.cast(tf.reshape(coef, [b, h * w, s * r]), self.compute_dtype)
-    return tf.reshape(tf.matmul(coef, folded), [b, h, w, -1])
+    return tf.reshape(tf.matmul(coef, folded), [b, h, w, c])
 
   def _update_state(self, x_ham, factors, batch):
     """Training-only writes: relative error and the online bases, global over replicas."""

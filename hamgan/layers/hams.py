@@ -252,7 +252,7 @@ def vq_factors(x, bases, steps, one_step=True, temperature=0.01, eps=1e-6,
   lay = _check_inputs(x, bases, channels_last)
   x_it = tf.stop_gradient(x) if one_step else x
   bases = tf.stop_gradient(bases) if one_step else bases
-  xn = _l2n(x_it, axis=lay.d_axis)  # once, not per step
+  xn = _l2n(x_it, axis=lay.d_axis) if steps else None  # once, not per step
   for _ in range(int(steps)):
     coef = _vq_assign(lay, xn, bases, temperature, x_normalized=True)
     coef = coef / (tf.reduce_sum(coef, axis=1, keepdims=True) + eps)

@@ -117,14 +117,14 @@ class SNConv2D(_SpectralNormMixin, tf.keras.layers.Layer):
     self._build_sn(self.filters)
     super().build(input_shape)
 
-  def normalized_kernel(self, training=None):
-    """The kernel a call convolves with, in the compute dtype.
+  def normalized_kernel(self, training=None, dtype=None):
+    """The kernel a call convolves with, in `dtype` (default: the compute dtype).
 
     A training call does the power iteration (and writes u) here, so a caller that
     applies the kernel itself (the Hamburger folds its 1x1 upper bread into the
     low-rank factors) calls this once in place of calling the layer.
     """
-    return tf.cast(self._normalized(self.kernel, training), self.compute_dtype)
+    return tf.cast(self._normalized(self.kernel, training), dtype or self.compute_dtype)
 
   def call(self, x, training=None):
     kernel = self.normalized_kernel(training)
