@@ -275,7 +275,7 @@ def squared_errors(x, bases, coef, channels_last=False, xt_bases=None):
   Hamburger feeds coef straight into its upper bread) skips the (B, D, N) tensor. The
   expansion cancels when the fit is good; done per pixel, its rounding is independent
   from pixel to pixel and averages out in the sum, which then adds small non-negative
-  terms (about 1e-6 relative at a 3% relative error, where one global expansion gave
+  terms (about 2e-6 relative at a 3% relative error, where one global expansion gave
   1e-4). Float32 throughout, so it runs on TPUs. `xt_bases`, X^T bases from the ham's
   `Factors`, saves recomputing that product.
   """
