@@ -26,6 +26,7 @@ from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import run_dir
+from hamgan.training import fault_tolerance
 
 RESULTS = os.path.join("eval", "results.jsonl")
 
@@ -249,8 +250,8 @@ class Evaluator:
             logging.warning("checkpoint %s vanished before evaluation (%s); skipped.", path,
                             e)
             continue
-          if _readable(path):
-            raise
+          if fault_tolerance.checkpoint_problem(path, require_finite=False) is None:
+            raise  # the checkpoint reads back whole: the error is not its damage
           # A truncated or partial checkpoint: the trainer restores past it as well.
           logging.warning("checkpoint %s is damaged (%s: %s); skipped.", path,
                           type(e).__name__, str(e)[:200])
@@ -265,17 +266,6 @@ class Evaluator:
         return rows
       if not pending:
         time.sleep(poll_s)
-
-
-def _readable(path):
-  """Whether every tensor of the checkpoint at `path` reads back whole."""
-  try:
-    reader = tf.train.load_checkpoint(path)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)
-  except Exception:  # pylint: disable=broad-except  # a damaged file fails in many ways
-    return False
-  return True
 
 
 def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None, **kwargs):

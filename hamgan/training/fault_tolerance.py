@@ -272,17 +272,18 @@ class DivergenceGuard(trainer_lib.Hook):
 # ------------------------------------------------------------------ checkpoints
 
 
-def checkpoint_problem(path):
+def checkpoint_problem(path, require_finite=True):
   """Why the checkpoint at `path` (a ckpt-N prefix) cannot be used, or None.
 
   Reads every tensor back: a truncated data file, a missing shard or index, or
-  non-finite float values (which the guard never saves) make it unusable.
+  (with `require_finite`) non-finite float values, which the guard never saves,
+  make it unusable.
   """
   try:
     reader = tf.train.load_checkpoint(path)
     for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
       value = reader.get_tensor(name)
-      if dtype.is_floating and not np.all(np.isfinite(value)):
+      if require_finite and dtype.is_floating and not np.all(np.isfinite(value)):
         return f"{name} holds NaN/Inf"
   except (tf.errors.OpError, ValueError, OSError, IndexError) as e:
     # A truncated data file surfaces as IndexError("Read less bytes than requested").
