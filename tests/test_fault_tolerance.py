@@ -217,7 +217,7 @@ def test_truncated_latest_checkpoint_restart_uses_the_one_before(tmp_path, caplo
   assert (run / trainer_lib.DONE_FILE).exists()
   _truncate(str(run / "checkpoints" / "ckpt-4"))
 
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):  # absl's level, whatever ran before
     second = _trainer(run, num_steps=6)  # a longer run: the old TRAINING_DONE is stale
   ckpt2 = str(run / "checkpoints" / "ckpt-2")
   assert f"using checkpoint {ckpt2} (step 2) instead of the newer ckpt-4" in caplog.text
