@@ -57,7 +57,7 @@ def test_ylg_mask_density_per_pattern(grid):
 
 
 def _rule(name, a, b, s):
-  """Whether 1-D position a sees b, from the written definitions of DESIGN section 8."""
+  """Whether 1-D position a sees b, from the written definitions of docs/design.md, 'YLG local attention'."""
   if name == "left_floor":
     return a - a % s <= b <= a
   if name == "right_floor":

@@ -1,4 +1,4 @@
-"""Tests for the Hamburger layer (DESIGN.md 3.4).
+"""Tests for the Hamburger layer (docs/design.md, 'The Hamburger layer').
 
 The hams themselves are checked against NumPy in test_hams.py; here the layer's own
 work is checked: the (B, H, W, S*D) <-> (B*S, D, N) layout, the ReLU, eval_steps, the

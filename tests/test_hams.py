@@ -1,4 +1,4 @@
-"""Tests for hamgan.layers.hams against an independent NumPy reference of DESIGN.md 3.
+"""Tests for hamgan.layers.hams against an independent NumPy reference of docs/design.md ('The hams').
 
 The reference below is written from the design text alone (float64, einsum, explicit
 inverse) and shares no code with the TensorFlow implementation.
@@ -98,7 +98,7 @@ REF = {
 
 
 def _data(kind, rng, b=2, d=16, n=24, r=4, dtype=np.float32):
-  """Random X (non-negative for NMF) and initial bases drawn as DESIGN says."""
+  """Random X (non-negative for NMF) and initial bases drawn as docs/design.md says."""
   if kind == "nmf":
     x = rng.uniform(size=(b, d, n))
     bases = rng.uniform(size=(b, d, r))

@@ -111,7 +111,7 @@ def test_describe_builds_a_fresh_model_and_places_the_context():
 
 
 # ---------------------------------------------------------------------------
-# The blocks against an independent NumPy reference (float64, DESIGN.md order).
+# The blocks against an independent NumPy reference (float64, docs/design.md's order).
 
 
 def _np_sn_kernel(layer):

@@ -1,4 +1,4 @@
-"""Evaluation: FID / Inception Score / KID over many generated samples (DESIGN.md s. 6).
+"""Evaluation: FID / Inception Score / KID over many generated samples (docs/design.md, 'Evaluation protocol').
 
 Modules, one concept each:
   classifier         load the Inception module (or a local SavedModel) once per process.

@@ -1,6 +1,6 @@
 """Puts images into the form the classifier was trained on: float32 [-1, 1] at its size.
 
-DESIGN.md section 6: generated and real images both enter the classifier as float32
+docs/design.md, section 'Evaluation protocol': generated and real images both enter the classifier as float32
 in [-1, 1], resized bilinearly by us (299x299 for Inception). Doing the same resize on
 both sides is what makes the real and generated features comparable.
 """

@@ -1,6 +1,6 @@
 """Attention context modules: SAGAN self-attention and YLG local attention.
 
-These are the baselines that the Hamburger is compared against (DESIGN.md 3.5,
+These are the baselines that the Hamburger is compared against (docs/design.md, 'SAGAN self-attention' and
 3.6 and 8), plus the paper's Table-3 full non-local block for the benchmark.
 
 * `SelfAttention` (SAGAN): queries at every pixel, keys and values max-pooled
@@ -215,7 +215,7 @@ class _AttentionBase(tf.keras.layers.Layer):
 
 
 class SelfAttention(_AttentionBase):
-  """SAGAN self-attention (DESIGN.md 3.5).
+  """SAGAN self-attention (docs/design.md, 'SAGAN self-attention').
 
   theta = SN1x1(x, C/8); phi = maxpool(SN1x1(x, C/8)); g = maxpool(SN1x1(x, C/2));
   attn = softmax(theta phi^T) over the N/4 keys; o = SN1x1(attn g, C);
@@ -253,7 +253,7 @@ class SelfAttention(_AttentionBase):
 
 
 class LocalAttention(_AttentionBase):
-  """YLG local sparse attention (DESIGN.md 3.6 and 8).
+  """YLG local sparse attention (docs/design.md, 'YLG local attention').
 
   The SAGAN block split into `heads` heads (theta and phi C/8, g C/2, each
   split evenly), logits theta phi^T per head without 1/sqrt(d), plus

@@ -9,7 +9,7 @@
     z = ConditionalBatchNorm(z, y)    only when `conditional` (the generator's form)
     return x + sigma * z              sigma: trainable scalar, 0 at init
 
-(DESIGN.md 3.4; the hams are in `hamgan.layers.hams`.) The ham runs in float32 under
+(docs/design.md, 'The Hamburger layer'; the hams are in `hamgan.layers.hams`.) The ham runs in float32 under
 any mixed-precision policy because multiplicative updates are fragile in bfloat16.
 
 State beyond the weights, updated only in training calls:

@@ -6,7 +6,7 @@ returns (reconstruction (B, D, N), bases (B, D, R), coef (B, N, R)). The initial
 are an argument, not drawn inside, so the algorithms can be checked against a
 reference with the same start; `init_bases` draws them as the Hamburger layer does.
 
-Gradients (DESIGN.md 3.1): with `one_step=True` the K steps run on
+Gradients (docs/design.md, 'NMF ham'): with `one_step=True` the K steps run on
 `tf.stop_gradient` inputs, so no tape or graph gradient records them and the backward
 pass costs the same for any K; only one final coefficient update (and the
 reconstruction) is differentiated. With `one_step=False` every step is

@@ -1,4 +1,4 @@
-"""SAGAN/YLG-style class-conditional generator and discriminator (DESIGN.md section 4).
+"""SAGAN/YLG-style class-conditional generator and discriminator (docs/design.md, 'Models').
 
 Both take their global-context module by registry name (`hamgan.layers.registry`),
 so the same networks compare self-attention, YLG and the Hamburgers on one footing.

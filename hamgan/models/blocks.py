@@ -1,6 +1,6 @@
 """Residual blocks of the SAGAN/BigGAN-style ResNet generator and discriminator.
 
-DESIGN.md section 4. The generator's up-block conditions its two batch norms on
+docs/design.md, section 'Models'. The generator's up-block conditions its two batch norms on
 the class label (that is how G is class-conditional); the discriminator's blocks
 are pre-activation and label-free (D is conditioned by the projection term at
 its head instead). Every convolution is spectrally normalised with

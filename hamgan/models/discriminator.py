@@ -1,6 +1,6 @@
 """Projection discriminator (SAGAN / BigGAN layout) with a context module.
 
-DESIGN.md section 4. An optimized first block, pre-activation down-blocks, a
+docs/design.md, section 'Models'. An optimized first block, pre-activation down-blocks, a
 last block at the lowest resolution without downsampling, ReLU, sum over
 space, then SN-linear(1) plus the projection term <SN-embedding(y), h> that
 makes D class-conditional. One global-context module sits after the block that
@@ -29,7 +29,7 @@ _LAYOUTS = {
     32: (4, ((4, True), (4, False), (4, False))),
 }
 _DEFAULT_CONTEXT_RESOLUTION = {128: 32, 64: 32, 32: 16}
-# The HamGAN discriminator's Hamburger uses a smaller rank than G's (DESIGN.md 3.4).
+# The HamGAN discriminator's Hamburger uses a smaller rank than G's (docs/design.md, 'The Hamburger layer').
 _DEFAULT_HAM_RANK = 16
 
 

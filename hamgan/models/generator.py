@@ -1,6 +1,6 @@
 """Class-conditional ResNet generator (SAGAN / BigGAN layout) with a context module.
 
-DESIGN.md section 4. z -> SN-linear -> 4x4 feature map -> up-blocks (each
+docs/design.md, section 'Models'. z -> SN-linear -> 4x4 feature map -> up-blocks (each
 doubling the resolution, with class-conditional batch norms) -> unconditional
 BN, ReLU, SN-conv3x3 to RGB, tanh. One global-context module (self-attention,
 YLG, a Hamburger, or none) sits after the up-block that reaches

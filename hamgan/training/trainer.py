@@ -1,6 +1,6 @@
 """The distributed GAN trainer: one train step for every tf.distribute strategy.
 
-One training iteration (DESIGN.md section 5) is `d_steps` discriminator updates,
+One training iteration (docs/design.md, 'Training recipe') is `d_steps` discriminator updates,
 each on its own real batch of the global batch size B and B fresh samples, then
 one generator update on B fresh samples ("batch 256" = 256 real images for the
 D step and 256 samples for the G step), then an update of the EMA generator.
