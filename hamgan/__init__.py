@@ -3,6 +3,14 @@
 Sub-packages: layers (the Keras layers), models (generator and discriminator),
 data (input pipelines), training (strategy, losses, trainer), evaluation (FID/IS),
 bench (benchmarks) and cli (command-line entry points). TF-GAN is imported only
-inside hamgan.evaluation.
+inside hamgan.evaluation.metrics, and only where it imports (the `tpu` stack).
 """
+import os
+
+# The layers are Keras 2 layers. TensorFlow >= 2.16 routes `tf.keras` to Keras 3
+# unless this is set when `tf.keras` is first touched; with it, both stacks (TF 2.15
+# and the current TF) route `tf.keras` to the tf-keras package. Importing hamgan
+# (every CLI, the tests' conftest) sets it, so no user has to.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
 __version__ = "0.1.0"

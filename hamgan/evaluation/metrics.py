@@ -1,7 +1,10 @@
 """FID, Inception Score and KID from classifier outputs, with TF-GAN's functions.
 
 All functions run eagerly on NumPy arrays or tensors and return Python floats.
-TF-GAN computes in float64 internally. FID uses the unbiased covariances of both
+Where TF-GAN imports (the `tpu` stack, TF 2.15) its functions compute the metrics;
+where it does not (TF >= 2.16 has no `tf.estimator`), `metric_formulas` computes the
+same formulas in float64 NumPy. `implementation_name()` says which one is in use, and
+every result row records it. TF-GAN computes in float64 internally. FID uses the unbiased covariances of both
 activation sets (TF-GAN's `frechet_classifier_distance_from_activations`); the
 Inception Score is TF-GAN's single split over all samples, and we also give the
 customary 10-split mean and standard deviation (Salimans et al.'s original code).
@@ -11,7 +14,20 @@ samples against the validation split of imagenet2012.
 """
 import numpy as np
 import tensorflow as tf
-import tensorflow_gan as tfgan
+
+from hamgan.evaluation import metric_formulas
+
+try:
+  import tensorflow_gan as tfgan  # pylint: disable=g-import-not-at-top
+except (ImportError, AttributeError):  # not installed, or TF >= 2.16 (no tf.estimator)
+  tfgan = None
+
+
+def implementation_name():
+  """'tfgan-2.1.0' where TF-GAN computes the metrics, else 'hamgan-float64'."""
+  if tfgan is None:
+    return "hamgan-float64"
+  return f"tfgan-{getattr(tfgan, '__version__', 'unknown')}"
 
 
 def count_label(num_samples):
@@ -43,6 +59,8 @@ def frechet_distance(real_activations, generated_activations):
     raise ValueError(
         f"feature sizes differ: real {a.shape[1]} vs generated {b.shape[1]}; use the "
         "same classifier (and cache) for both sides.")
+  if tfgan is None:
+    return metric_formulas.frechet_distance(a, b)
   return float(tfgan.eval.frechet_classifier_distance_from_activations(
       tf.constant(a, tf.float64), tf.constant(b, tf.float64)))
 
@@ -50,6 +68,8 @@ def frechet_distance(real_activations, generated_activations):
 def inception_score(logits):
   """TF-GAN's classifier score exp(E_x KL(p(y|x) || p(y))) over all samples."""
   logits = _as_2d("logits", logits)
+  if tfgan is None:
+    return metric_formulas.inception_score(logits)
   return float(tfgan.eval.classifier_score_from_logits(tf.constant(logits, tf.float64)))
 
 
@@ -75,6 +95,8 @@ def kernel_distance(real_activations, generated_activations, max_block_size=None
   b = _as_2d("generated_activations", generated_activations)
   if max_block_size is None:
     max_block_size = max(2, min(1024, min(len(a), len(b)) // 10))
+  if tfgan is None:
+    return metric_formulas.kernel_distance(a, b, max_block_size)
   kid, std = tfgan.eval.kernel_classifier_distance_and_std_from_activations(
       tf.constant(a, tf.float64), tf.constant(b, tf.float64),
       max_block_size=max_block_size)
