@@ -32,7 +32,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.12",
     packages=find_packages(include=["hamgan", "hamgan.*"]),
-    package_data={"hamgan": ["../gin_configs/*.gin"]},
+    package_data={"hamgan": ["../gin_configs/*.gin"],
+                  "hamgan.compare": ["paper_figures.json"]},
     install_requires=_req(
         "tensorflow", "tf-keras", "tensorflow-gan", "tensorflow-probability",
         "tensorflow-hub", "tensorflow-datasets", "tensorflow-metadata", "protobuf",

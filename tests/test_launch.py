@@ -227,7 +227,7 @@ def test_tpu_real_run_against_fake_gcloud(tmp_path, state, expected):
   with tarfile.open(tmp_path / "hamgan-src.tar.gz") as tar:
     names = tar.getnames()
   assert "setup.py" in names and "constraints.txt" in names
-  assert "hamgan/reporting.py" in names
+  assert "hamgan/compare/paper_figures.json" in names
 
 
 def test_gpu_dry_run_exact_commands(tmp_path):

@@ -12,8 +12,10 @@ import logging
 from absl import app
 from absl import flags
 
-from hamgan import reporting
 from hamgan.cli import run_with_help
+from hamgan.compare import report
+from hamgan.compare import runs
+from hamgan.compare import table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Folder for comparison.md, comparison.json and "
@@ -25,14 +27,14 @@ def main(argv):
   if FLAGS.out is None:
     raise app.UsageError("--out is required: the folder to write comparison.md, "
                          "comparison.json and fid_vs_step.png into (e.g. --out=runs/compare).")
-  logging.getLogger("hamgan.reporting").setLevel(logging.INFO)
+  logging.getLogger("hamgan.compare").setLevel(logging.INFO)
   try:
-    reports = reporting.write_comparison(run_dirs, FLAGS.out)
+    reports = report.write_comparison(run_dirs, FLAGS.out)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   warned = sum(len(r.warnings) for r in reports)
-  headers, rows = reporting.run_table_cells(reports, reporting.columns_of(reports))
-  print(reporting.markdown_table(headers, rows))
+  headers, rows = table.run_table_cells(reports, runs.columns_of(reports))
+  print(table.markdown_table(headers, rows))
   print(f"hamgan-compare: {len(reports)} runs -> {FLAGS.out}/comparison.md, "
         f"comparison.json, fid_vs_step.png ({warned} warnings)")
 

@@ -10,8 +10,10 @@ import re
 
 import tensorflow as tf
 
+from hamgan import run_config
+
 CHECKPOINT_DIR = "checkpoints"
-OPERATIVE_CONFIG = "operative_config.gin"
+OPERATIVE_CONFIG = run_config.OPERATIVE_CONFIG
 TRAINING_DONE = "TRAINING_DONE"
 GENERATOR_KEYS = ("ema_generator", "generator")
 
@@ -155,17 +157,10 @@ def config_value(model_dir, binding):
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
-    text = f.read()
-  pattern = r"^\s*(?:[\w./]+[./])?" + re.escape(binding) + r"\s*=\s*(.+?)\s*$"
-  for match in re.finditer(pattern, text, re.MULTILINE):
-    value = match.group(1)
-    if value[:1] in "'\"" and value[-1:] == value[:1]:
-      return value[1:-1]
-    try:
-      return int(value)
-    except ValueError:
-      return None
-  return None
+    value = run_config.lookup(run_config.parse_bindings(f.read()), binding)
+  if isinstance(value, (run_config.Reference, bool)):
+    return None
+  return value if isinstance(value, (str, int)) else None
 
 
 def find_checkpoint(model_dir, checkpoint=None):
