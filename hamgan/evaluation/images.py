@@ -1,34 +1,14 @@
-"""Image grids and PNG files for samples (no metrics here, so no TF-GAN import)."""
-import os
-
+"""Sample grids of a generator, one row per class (no metrics here, so no TF-GAN import)."""
 import numpy as np
 import tensorflow as tf
 
-
-def to_uint8(images):
-  """float images in [-1, 1] (..., 3) -> uint8 0..255 (values outside are clipped)."""
-  images = np.asarray(images, np.float32)
-  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+from hamgan import images as image_io
 
 
-def grid(images, rows):
-  """(rows * cols, H, W, 3) -> one (rows * H, cols * W, 3) image, row-major."""
-  images = np.asarray(images)
-  n, h, w, c = images.shape
-  if rows <= 0 or n % rows:
-    raise ValueError(
-        f"{n} images do not fill {rows} rows; pass a multiple of rows images.")
-  cols = n // rows
-  # (rows*cols, H, W, C) -> (rows, cols, H, W, C) -> (rows, H, cols, W, C)
-  tiled = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
-  return tiled.reshape(rows * h, cols * w, c)
-
-
-def write_png(path, image_uint8):
-  """Writes one (H, W, 3) uint8 image as PNG, creating the directory."""
-  if os.path.dirname(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-  tf.io.write_file(path, tf.io.encode_png(tf.constant(image_uint8, tf.uint8)))
+# The conversion, tiling and PNG writing live in hamgan.images (training uses them too).
+to_uint8 = image_io.to_uint8
+grid = image_io.grid
+write_png = image_io.write_png
 
 
 def class_grid_inputs(num_classes, z_dim, per_class=8, max_classes=10, seed=0):

@@ -10,6 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from hamgan import images as image_io
+
 MAX_GRID_ROWS = 10
 
 
@@ -34,22 +36,14 @@ def grid_inputs(classes, columns, z_dim, seed=0):
 
 def make_grid(images, rows, columns):
   """Tiles images (rows*columns, S, S, 3) in [-1, 1] into one uint8 (rows*S, columns*S, 3)."""
-  images = np.asarray(images, np.float32)
-  n, s, _, c = images.shape
+  n = len(images)
   if n != rows * columns:
     raise ValueError(f"make_grid got {n} images for a {rows}x{columns} grid; pass exactly "
                      f"{rows * columns}.")
-  pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-  # (rows*columns, S, S, C) -> (rows, S, columns, S, C) -> (rows*S, columns*S, C)
-  pixels = pixels.reshape(rows, columns, s, s, c).transpose(0, 2, 1, 3, 4)
-  return pixels.reshape(rows * s, columns * s, c)
+  return image_io.grid(image_io.to_uint8(images), rows)
 
 
-def write_png(path, grid):
-  """Writes a uint8 (H, W, 3) array as a PNG file (local or gs://)."""
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(tf.io.encode_png(tf.convert_to_tensor(grid, tf.uint8)).numpy())
+write_png = image_io.write_png  # uint8 (H, W, 3) -> PNG file, local or gs://
 
 
 def context_scalars(models):
