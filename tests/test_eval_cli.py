@@ -184,6 +184,8 @@ def test_watch_follows_training_until_done(tmp_path, shared, digits_classifier_p
 
 def test_offline_without_classifier_path_fails_first_and_fast(tmp_path, monkeypatch, capsys):
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
+  # Hermetic: the TF-Hub host is unreachable whatever this machine's network.
+  monkeypatch.setattr(classifier_lib, "host_reachable", lambda url, timeout=None: False)
   model_dir = str(tmp_path / "empty_run")  # no checkpoint either: the classifier comes first
   os.makedirs(model_dir)
   start = time.time()

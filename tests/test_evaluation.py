@@ -337,12 +337,34 @@ def test_latent_inputs_are_balanced_seeded_and_truncated():
     features.latent_inputs(10, 2, 3, truncation=-1.0)
 
 
+def _no_network(monkeypatch):
+  """Makes the TF-Hub host unreachable whatever this machine's network (hermetic)."""
+  probed = []
+  monkeypatch.setattr(classifier_lib, "host_reachable",
+                      lambda url, timeout=None: probed.append(url) or False)
+  return probed
+
+
+def test_host_probe_tells_a_listening_port_from_a_closed_one():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    assert classifier_lib.host_reachable(f"http://127.0.0.1:{port}/m", timeout=2.0)
+  # The port is closed now: refused at once, so the probe says unreachable.
+  start = time.time()
+  assert not classifier_lib.host_reachable(f"http://127.0.0.1:{port}/m", timeout=2.0)
+  assert time.time() - start < 3.0
+
+
 def test_offline_default_classifier_fails_fast_with_instructions(tmp_path, monkeypatch):
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
+  probed = _no_network(monkeypatch)
   start = time.time()
   with pytest.raises(classifier_lib.ClassifierUnavailableError) as err:
     classifier_lib.load_classifier()
-  assert time.time() - start < 10
+  assert time.time() - start < 10 and probed == [classifier_lib.INCEPTION_TFHUB]
   digest = hashlib.sha1(classifier_lib.INCEPTION_TFHUB.encode()).hexdigest()
   message = str(err.value)
   assert "--classifier_path" in message and "TFHUB_CACHE_DIR" in message and digest in message
@@ -360,6 +382,7 @@ def test_default_handle_loads_from_the_hashed_tfhub_cache_offline(tmp_path, monk
 def test_offline_error_comes_before_any_sample(tmp_path, monkeypatch):
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub"))
   monkeypatch.setattr(classifier_lib, "INCEPTION_TFHUB", "https://tfhub.invalid/inception/1")
+  _no_network(monkeypatch)
   g = StandInGenerator()
   built = []
   start = time.time()
