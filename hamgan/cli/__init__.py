@@ -17,6 +17,10 @@ def run_with_help(main, doc, flag_names):
     main_module.__doc__ = doc
   for name in flag_names:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+  help_asked = [a for a in sys.argv[1:] if a in ("-h", "--help", "--helpshort", "--helpfull")]
+  if help_asked:
+    # absl's own --help exits with status 1; asking for help is not an error.
+    app.usage(shorthelp=help_asked[0] != "--helpfull", writeto_stdout=True, exitcode=0)
   app.run(main)
 
 
