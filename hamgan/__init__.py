@@ -2,7 +2,8 @@
 
 Sub-packages: layers (the Keras layers), models (generator and discriminator),
 data (input pipelines), training (strategy, losses, trainer), evaluation (FID/IS),
-bench (benchmarks) and cli (command-line entry points). TF-GAN is imported only
+compare (the hamgan-compare report), bench (benchmarks) and cli (command-line entry
+points); run_config reads a run's saved gin config as data. TF-GAN is imported only
 inside hamgan.evaluation.metrics, and only where it imports (the `tpu` stack).
 """
 import os
