@@ -24,6 +24,7 @@ class Features:
   """Per-sample classifier outputs, in sample order."""
   pool_3: np.ndarray  # (N, D) float32
   logits: np.ndarray  # (N, C) float32
+  labels: np.ndarray = None  # (N,) int32 class labels, when known
 
   @property
   def count(self):
@@ -87,20 +88,19 @@ def latent_inputs(num_samples, num_classes, z_dim, seed=0, truncation=None):
 
 
 def _stream(strategy, step, dataset, total, progress):
-  """Runs `step` per distributed batch; fills (N, D) arrays with gathered outputs."""
+  """Runs `step` per distributed batch; fills (N, ...) arrays with gathered outputs."""
   dist = strategy.experimental_distribute_dataset(dataset)
   arrays = None
   filled = 0
 
   def store(outputs):
     nonlocal arrays, filled
-    pool, logits = (o.numpy() for o in outputs)
-    n = min(pool.shape[0], total - filled)
+    outputs = [o.numpy() for o in outputs]
+    n = min(outputs[0].shape[0], total - filled)
     if arrays is None:
-      arrays = (np.empty((total, pool.shape[1]), np.float32),
-                np.empty((total, logits.shape[1]), np.float32))
-    arrays[0][filled:filled + n] = pool[:n]
-    arrays[1][filled:filled + n] = logits[:n]
+      arrays = [np.empty((total,) + o.shape[1:], o.dtype) for o in outputs]
+    for array, out in zip(arrays, outputs):
+      array[filled:filled + n] = out[:n]
     filled += n
     if progress is not None:
       progress.update(n)
@@ -119,7 +119,8 @@ def _stream(strategy, step, dataset, total, progress):
     store(pending)
   if arrays is None:
     raise ValueError("the input produced no batches; pass a non-empty dataset.")
-  return Features(arrays[0][:filled], arrays[1][:filled])
+  labels = arrays[2][:filled] if len(arrays) > 2 else None
+  return Features(arrays[0][:filled], arrays[1][:filled], labels)
 
 
 def _check_classifier(classifier):
@@ -153,12 +154,15 @@ def generated_features(generator, classifier, num_samples, num_classes, z_dim,
   # Pad to whole global batches (static shapes for TPUs); the extra outputs are dropped.
   rows = np.arange(num_samples + (-num_samples % batch_size)) % num_samples
   z, y = z[rows], y[rows]
+  labels = y[:num_samples]
   dataset = tf.data.Dataset.from_tensor_slices((z, y)).batch(
       batch_size, drop_remainder=True).prefetch(2)  # static batch shape: no dynamic kernels
 
   step = _generation_step(generator, classifier, strategy)
   progress = Progress("generated", num_samples, progress_every_s, write)
-  return _stream(strategy, step, dataset, num_samples, progress)
+  feats = _stream(strategy, step, dataset, num_samples, progress)
+  feats.labels = labels
+  return feats
 
 
 # generator -> {(id(classifier), id(strategy)): (classifier, strategy, step)}: one traced
@@ -197,21 +201,24 @@ def dataset_features(dataset, classifier, num_samples, strategy=None,
   """Features of the first `num_samples` images of a batched dataset.
 
   The dataset yields image batches (B, H, W, 3) in [-1, 1], or (images, labels)
-  tuples. Fewer images than `num_samples` is allowed: the features are then shorter
-  (the caller records the real count).
+  tuples (the labels then come back in `Features.labels`). Fewer images than
+  `num_samples` is allowed: the features are then shorter (the caller records the
+  real count).
   """
   _check_classifier(classifier)
   strategy = strategy or tf.distribute.get_strategy()
 
   def replica_fn(batch):
-    images = batch[0] if isinstance(batch, (tuple, list)) else batch
-    out = classifier(images)
+    labelled = isinstance(batch, (tuple, list))
+    out = classifier(batch[0] if labelled else batch)
+    if labelled:
+      return out["pool_3"], out["logits"], tf.cast(tf.reshape(batch[1], [-1]), tf.int32)
     return out["pool_3"], out["logits"]
 
   @tf.function(reduce_retracing=True)
   def step(batch):
-    pool, logits = strategy.run(replica_fn, args=(batch,))
-    return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
+    outputs = strategy.run(replica_fn, args=(batch,))
+    return [strategy.gather(o, axis=0) for o in outputs]
 
   progress = Progress("real", num_samples, progress_every_s, write)
   return _stream(strategy, step, dataset, num_samples, progress)

@@ -2,12 +2,13 @@
 
 A cache file holds the pool_3 activations of the real images (float32, N x D), their
 mean and unbiased covariance (float64), the count, the real images' own Inception
-Score, and the key it was made for, as JSON inside the file. The key is data set,
-split, resolution (the size the real images are read at, which is G's output size),
-requested sample count and classifier identity (handle, or path plus a content
-fingerprint). The file name carries a hash of the key; on load the stored key, the
-shapes and the mean are checked again, so a renamed, stale or damaged file is
-recomputed rather than trusted.
+Score, the class labels when the data set has them (for intra-class FID), and the key
+it was made for, as JSON inside the file. The key is everything that changes the
+features: data set, split, data_dir, the data set's version, resolution (the size the
+real images are read at, which is G's output size), the preprocessing, requested sample
+count and classifier identity (handle, or path plus a content fingerprint). The file
+name carries a hash of the key; on load the stored key, the shapes and the mean are
+checked again, so a renamed, stale or damaged file is recomputed rather than trusted.
 
 We keep the activations themselves (not only mean and covariance) so that FID comes
 straight from TF-GAN's `frechet_classifier_distance_from_activations` and KID, which
@@ -25,7 +26,10 @@ import numpy as np
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import metrics
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# How real images reach the classifier; a change here must invalidate every cache.
+PREPROCESSING = ("hamgan.data.to_model_range (antialiased bilinear to the resolution, "
+                 "[-1, 1]); classifier: bilinear resize, float32")
 
 
 def default_cache_dir():
@@ -43,6 +47,9 @@ class RealStatsKey:
   resolution: int
   num_samples: int
   classifier: str
+  data_dir: str = None
+  source_version: str = None  # the tfds version, or a fingerprint of the files
+  preprocessing: str = PREPROCESSING
   version: int = FORMAT_VERSION
 
   def to_json(self):
@@ -59,11 +66,40 @@ class RealStatsKey:
 class RealStats:
   """Cached real statistics; `count` may be below the key's num_samples for small splits."""
   key: RealStatsKey
-  activations: np.ndarray  # (count, D) float32
+  activations: np.ndarray  # (count, D) float32; None for imported statistics
   mean: np.ndarray  # (D,) float64
   cov: np.ndarray  # (D, D) float64, unbiased
   count: int
   inception_score: float  # of the real images themselves, a sanity reference
+  labels: np.ndarray = None  # (count,) int32 class labels, when the data has them
+
+
+def source_version(dataset, data_dir=None):
+  """What identifies the data's content: the tfds version, or a folder's file listing.
+
+  tfds: 'tfds:<name>:<version>' of the builder in data_dir (None: tfds's default).
+  A folder data set ('folder:/path'): sha256 of every file's relative path, size and
+  modification time. 'unknown' when neither can be read (then data_dir still counts).
+  """
+  from hamgan.data import folder as folder_lib  # pylint: disable=g-import-not-at-top
+  root = folder_lib.parse_name(dataset)
+  if root is not None:
+    digest = hashlib.sha256()
+    for base, dirs, files in os.walk(root):
+      dirs.sort()
+      for name in sorted(files):
+        full = os.path.join(base, name)
+        st = os.stat(full)
+        digest.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                      .encode("utf8"))
+    return f"files:{digest.hexdigest()[:16]}"
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from hamgan.data import registry  # pylint: disable=g-import-not-at-top
+    tfds_name = registry.dataset_spec(dataset).tfds_name
+    return f"tfds:{tfds_name}:{tfds.builder(tfds_name, data_dir=data_dir).version}"
+  except Exception:  # pylint: disable=broad-except  # unknown name, no tfds: still keyed
+    return "unknown"
 
 
 def from_features(key, feats):
@@ -76,7 +112,8 @@ def from_features(key, feats):
   acts64 = acts.astype(np.float64)
   return RealStats(key=key, activations=acts, mean=acts64.mean(axis=0),
                    cov=np.cov(acts64, rowvar=False), count=int(acts.shape[0]),
-                   inception_score=metrics.inception_score(feats.logits))
+                   inception_score=metrics.inception_score(feats.logits),
+                   labels=feats.labels)
 
 
 def save(path, stats):
@@ -87,7 +124,8 @@ def save(path, stats):
   try:
     np.savez(tmp, key=np.array(stats.key.to_json()), activations=stats.activations,
              mean=stats.mean, cov=stats.cov, count=np.int64(stats.count),
-             inception_score=np.float64(stats.inception_score))
+             inception_score=np.float64(stats.inception_score),
+             **({} if stats.labels is None else {"labels": stats.labels}))
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -103,6 +141,7 @@ def load(path, key):
       stored_key = str(data["key"])
       acts, mean, cov = data["activations"], data["mean"], data["cov"]
       count, score = int(data["count"]), float(data["inception_score"])
+      labels = data["labels"] if "labels" in data.files else None
   except (OSError, ValueError, KeyError) as e:
     logging.warning("real-statistics cache %s is unreadable (%s); recomputing.", path, e)
     return None
@@ -116,7 +155,11 @@ def load(path, key):
       or not np.allclose(mean, acts.astype(np.float64).mean(axis=0), atol=1e-6)):
     logging.warning("real-statistics cache %s is inconsistent; recomputing.", path)
     return None
-  return RealStats(key, acts, mean, cov, count, score)
+  if labels is not None and labels.shape != (count,):
+    logging.warning("real-statistics cache %s has %s labels for %d images; recomputing.",
+                    path, labels.shape, count)
+    return None
+  return RealStats(key, acts, mean, cov, count, score, labels)
 
 
 def load_or_compute(key, make_dataset, classifier, cache_dir=None, strategy=None,

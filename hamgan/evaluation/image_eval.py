@@ -1,0 +1,177 @@
+"""Scores images a user already has (hamgan-eval --images) and exports real statistics.
+
+The generated side is a folder of PNG/JPEG files or an .npz (`image_files`); the real
+side is a hamgan data set split (`--real_dataset/--real_split`, cached like the run
+evaluator's), other images (`--real_images`) or a statistics file (`--real_stats`,
+FID only). The result is one JSON row, the same fields as eval/results.jsonl where they
+apply, written to `out` (default: next to the images, `<images>.eval.json`).
+
+Order of work, so that bad input fails first: the image files and the statistics file
+are read and checked, the asked-for metrics are checked against what the real side can
+give, then the classifier is loaded and its feature size checked, then features.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from hamgan.evaluation import classifier as classifier_lib
+from hamgan.evaluation import features as features_lib
+from hamgan.evaluation import image_files
+from hamgan.evaluation import metrics
+from hamgan.evaluation import real_stats
+from hamgan.evaluation import scoring
+from hamgan.evaluation import stats_file
+
+
+@dataclasses.dataclass
+class ImageEvalSettings:
+  """What hamgan-eval's --images / --export_stats mode reads."""
+  images: str = None
+  real_dataset: str = None
+  real_split: str = None
+  real_images: str = None
+  real_stats: str = None
+  real_num_samples: int = None  # None: the whole split / all real images
+  data_dir: str = None
+  classifier_path: str = None
+  batch_size: int = 100
+  kid: bool = False
+  manifold: bool = False
+  intra_fid: bool = False
+  cache_dir: str = None
+  out: str = None
+  export_stats: str = None
+  progress_every_s: float = 10.0
+
+
+def default_out(images_path):
+  return images_path.rstrip("/" + os.sep) + ".eval.json"
+
+
+def _check_sources(s):
+  given = [n for n in ("real_dataset", "real_images", "real_stats") if getattr(s, n)]
+  if len(given) != 1:
+    raise ValueError(
+        f"pass exactly one real side of --real_dataset, --real_images, --real_stats "
+        f"(got {', '.join('--' + n for n in given) or 'none'}).")
+  if s.real_stats and s.export_stats:
+    raise ValueError("--export_stats writes the statistics of --real_dataset or "
+                     "--real_images; with --real_stats there is nothing new to export.")
+  if not s.images and not s.export_stats:
+    raise ValueError("pass --images=PATH to score, and/or --export_stats=FILE.")
+
+
+class _RealSide:
+  """The real side as the settings name it; checked on construction, computed on demand."""
+
+  def __init__(self, s, resolution):
+    self.s, self.resolution = s, resolution
+    self.image_set = image_files.read(s.real_images, "--real_images") if s.real_images else None
+    self.stats_arrays = stats_file.check_file(s.real_stats) if s.real_stats else None
+    if s.real_dataset:
+      from hamgan import data  # pylint: disable=g-import-not-at-top
+      info = data.dataset_info(s.real_dataset, s.data_dir)  # a bad name fails here
+      self.split = s.real_split or info.eval_split
+    if self.image_set is not None and resolution is not None and (
+        self.image_set.resolution != resolution):
+      raise ValueError(
+          f"--real_images={s.real_images!r} are {self.image_set.resolution}px but "
+          f"--images are {resolution}px; pass real images at the generated size.")
+
+  def describe(self):
+    """(against name, has features, has labels, asked count)."""
+    s = self.s
+    if self.stats_arrays is not None:
+      key = self.stats_arrays[2].get("key")
+      name = os.path.splitext(os.path.basename(s.real_stats))[0]
+      try:
+        k = json.loads(key)
+        name = f"{k['dataset'].replace('/', '_')}-{k['split']}"
+      except (TypeError, ValueError, KeyError):
+        pass
+      return name, False, False, None
+    if self.image_set is not None:
+      name = os.path.splitext(os.path.basename(s.real_images.rstrip("/")))[0]
+      return name, True, self.image_set.labels is not None, s.real_num_samples
+    return (f"{s.real_dataset.replace('/', '_')}-{self.split}", True, True,
+            s.real_num_samples)
+
+  def compute(self, classifier, strategy, write):
+    s = self.s
+    if self.stats_arrays is not None:
+      return stats_file.load(s.real_stats)
+    if self.image_set is not None:
+      n = min(s.real_num_samples or self.image_set.count, self.image_set.count)
+      feats = features_lib.dataset_features(
+          self.image_set.dataset(s.batch_size), classifier, n, strategy=strategy,
+          progress_every_s=s.progress_every_s, write=write)
+      key = dict(images=self.image_set.source, sha256=self.image_set.fingerprint,
+                 count=n, classifier=classifier.identity)
+      return real_stats.from_features(key, feats)
+    from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+    if self.resolution is None:
+      raise ValueError("--export_stats of a --real_dataset needs the resolution: pass "
+                       "--images (their size is used) or --real_resolution.")
+    key = real_stats.RealStatsKey(
+        dataset=s.real_dataset, split=self.split, resolution=self.resolution,
+        num_samples=s.real_num_samples or 50000, classifier=classifier.identity,
+        data_dir=s.data_dir, source_version=real_stats.source_version(s.real_dataset,
+                                                                      s.data_dir))
+    make = lambda: evaluator.hamgan_dataset(  # pylint: disable=g-long-lambda
+        s.real_dataset, self.split, s.data_dir, self.resolution, s.batch_size, strategy)
+    stats, _ = real_stats.load_or_compute(key, make, classifier, cache_dir=s.cache_dir,
+                                          strategy=strategy, write=write)
+    return stats
+
+
+def _feature_dim(classifier, resolution):
+  probe = np.zeros((1, resolution or classifier.image_size,
+                    resolution or classifier.image_size, 3), np.float32)
+  return int(classifier(probe)["pool_3"].shape[-1])
+
+
+def evaluate_images(s, strategy=None, write=None, real_resolution=None):
+  """Runs --images and/or --export_stats; returns the row (None when only exporting)."""
+  start = time.time()
+  _check_sources(s)
+  fake_set = image_files.read(s.images) if s.images else None
+  resolution = fake_set.resolution if fake_set is not None else real_resolution
+  real_side = _RealSide(s, resolution)
+  against, has_features, has_labels, asked = real_side.describe()
+  if fake_set is not None:
+    scoring.check_request(has_features, has_labels, s.kid, s.manifold, s.intra_fid,
+                          source=s.real_stats or s.real_images or s.real_dataset)
+    if s.intra_fid and fake_set.labels is None:
+      raise ValueError(f"--intra_fid needs class labels of the generated images, but "
+                       f"{s.images!r} has none; save them as `labels` in the .npz.")
+  classifier = classifier_lib.load_classifier(s.classifier_path)
+  if real_side.stats_arrays is not None:
+    stats_file.check_file(s.real_stats, _feature_dim(classifier, resolution))
+  real = real_side.compute(classifier, strategy, write)
+  if s.export_stats:
+    stats_file.export(s.export_stats, real)
+  if fake_set is None:
+    return None
+  fake = features_lib.dataset_features(
+      fake_set.dataset(s.batch_size), classifier, fake_set.count, strategy=strategy,
+      progress_every_s=s.progress_every_s, write=write)
+  label = scoring.sample_label(fake.count, real.count, asked)
+  values, extra = scoring.score(real, fake, label, against, s.kid, s.manifold,
+                                s.intra_fid)
+  row = dict(
+      images=fake_set.source, images_sha256=fake_set.fingerprint, num_samples=fake.count,
+      protocol=f"{label}/{against}", classifier=classifier.identity, metrics=values,
+      real=s.real_stats or s.real_images or f"{s.real_dataset}/{real_side.describe()[0]}",
+      real_count=real.count, real_num_samples=asked,
+      metrics_implementation=getattr(metrics, "implementation_name", lambda: None)(),
+      eval_seconds=time.time() - start, wall_time=time.time(), **extra)
+  out = s.out or default_out(s.images)
+  if os.path.dirname(out):
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, "w") as f:
+    json.dump(row, f, sort_keys=True, indent=1)
+  row["out"] = out
+  return row
