@@ -168,7 +168,7 @@ def _np_self_attention(layer, x, masks=None, heads=1):
   attn = _np_softmax(logits)
   out = np.einsum("bhqk,bkhd->bqhd", attn, g).reshape(b, h, w, c // 2)
   out = out @ _normalized(layer.o)
-  return x64 + float(layer.sigma.numpy()) * out, attn
+  return x64 + float(layer.residual_scale.numpy()) * out, attn
 
 
 def _x(shape=(2, 8, 8, 64), seed=0):
@@ -180,7 +180,7 @@ def test_self_attention_matches_numpy():
   layer = SelfAttention()
   layer.build(x.shape)
   _exact_u(layer)
-  layer.sigma.assign(0.7)
+  layer.residual_scale.assign(0.7)
   want, want_attn = _np_self_attention(layer, x)
   got = layer(tf.constant(x), training=False).numpy()
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -195,7 +195,7 @@ def test_local_attention_matches_numpy_with_masks(align):
   layer = LocalAttention(heads=8, align=align)
   layer.build(x.shape)
   _exact_u(layer)
-  layer.sigma.assign(-0.6)
+  layer.residual_scale.assign(-0.6)
   masks = query_masks(8, 8, heads=8, align=align)  # (8, 64, 16), materialised per query
   want, want_attn = _np_self_attention(layer, x, masks=masks, heads=8)
   got = layer(tf.constant(x), training=False).numpy()
@@ -212,12 +212,12 @@ def test_identity_at_sigma_zero_and_rows_sum_to_one(cls):
   x = tf.constant(_x(seed=1) * 3.0)
   layer = cls()
   out = layer(x, training=True)
-  assert float(layer.sigma.numpy()) == 0.0
+  assert float(layer.residual_scale.numpy()) == 0.0
   np.testing.assert_array_equal(out.numpy(), x.numpy())
   attn = layer.attention_map(x).numpy()
   assert attn.min() >= 0.0
   np.testing.assert_allclose(attn.sum(axis=-1), 1.0, atol=1e-5)
-  layer.sigma.assign(0.5)
+  layer.residual_scale.assign(0.5)
   assert np.abs(layer(x).numpy() - x.numpy()).max() > 1e-2
 
 
@@ -226,7 +226,7 @@ def test_jit_forward_backward_matches_eager(cls):
   x = tf.constant(_x(seed=2))
   layer = cls()
   layer.build(x.shape)
-  layer.sigma.assign(0.3)
+  layer.residual_scale.assign(0.3)
 
   def step(x):
     with tf.GradientTape() as tape:
@@ -259,7 +259,7 @@ def test_jit_forward_backward_matches_eager(cls):
 def test_dynamic_batch(cls):
   layer = cls()
   layer.build(tf.TensorShape([None, 8, 8, 64]))
-  layer.sigma.assign(0.4)
+  layer.residual_scale.assign(0.4)
   fn = tf.function(lambda x: layer(x, training=False),
                    input_signature=[tf.TensorSpec([None, 8, 8, 64], tf.float32)])
   x = _x((3, 8, 8, 64), seed=3)
@@ -274,7 +274,7 @@ def test_mirrored_strategy_matches_one_device(two_cpu_strategy):
   with two_cpu_strategy.scope():
     layer = LocalAttention()
     layer.build(tf.TensorShape([None, 8, 8, 64]))
-  layer.sigma.assign(0.5)
+  layer.residual_scale.assign(0.5)
   want = layer(tf.constant(x), training=False).numpy()
   dist = two_cpu_strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensor_slices(x).batch(4))
@@ -295,7 +295,7 @@ def test_mixed_bfloat16_close_to_float32(cls):
   x = tf.constant(_x(seed=4))
   ref = cls()
   ref.build(x.shape)
-  ref.sigma.assign(1.0)
+  ref.residual_scale.assign(1.0)
   want = ref(x, training=False).numpy()
   tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
   low = cls()
@@ -328,7 +328,7 @@ def test_saved_model_round_trip(tmp_path):
   outputs = LocalAttention(name="ylg")(h)
   model = tf.keras.Model(inputs, outputs)
   for layer in model.layers[1:]:
-    layer.sigma.assign(0.5)
+    layer.residual_scale.assign(0.5)
   x = _x((2, 8, 8, 64), seed=5)
   want = model(x, training=False).numpy()
   model.save(str(tmp_path / "model"), save_format="tf")
@@ -340,7 +340,7 @@ def test_saved_model_round_trip(tmp_path):
   raw = tf.saved_model.load(str(tmp_path / "model"))
   np.testing.assert_allclose(raw(tf.constant(x), training=False).numpy(), want,
                              rtol=1e-5, atol=1e-5)
-  assert abs(float(restored.get_layer("ylg").sigma.numpy()) - 0.5) < 1e-7
+  assert abs(float(restored.get_layer("ylg").residual_scale.numpy()) - 0.5) < 1e-7
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -43,14 +43,14 @@ def _manual(layer, x, steps, bases0=None):
       x_ham[i * s + g] = z[i, :, :, g * d:(g + 1) * d].reshape(h * w, d).T
   if bases0 is None:
     bases0 = np.tile(layer.bases.numpy(), (b, 1, 1))  # sample-major, group-minor
-  recon, bases, _ = hams.HAMS[layer.ham](tf.constant(x_ham), tf.constant(bases0), steps)
+  recon, bases, _ = getattr(hams, layer.ham)(tf.constant(x_ham), tf.constant(bases0), steps)
   recon = recon.numpy()
   back = np.zeros(z.shape, np.float32)
   for i in range(b):
     for g in range(s):
       back[i, :, :, g * d:(g + 1) * d] = recon[i * s + g].T.reshape(h, w, d)
   up = layer.upper_bread(tf.constant(back), training=False).numpy()
-  return x.numpy() + layer.sigma.numpy() * up, x_ham, bases.numpy().reshape(b, s, d, r)
+  return x.numpy() + layer.residual_scale.numpy() * up, x_ham, bases.numpy().reshape(b, s, d, r)
 
 
 def _converge_sn(layer, x):
@@ -69,8 +69,8 @@ def test_sigma_zero_is_identity_and_sigma_enables_the_ham(ham):
   y = tf.constant([1, 3])
   np.testing.assert_array_equal(layer(x, y, training=True).numpy(), x.numpy())
   np.testing.assert_array_equal(layer(x, y, training=False).numpy(), x.numpy())
-  assert layer.sigma.numpy() == 0.0 and layer.sigma.trainable
-  layer.sigma.assign(1.0)
+  assert layer.residual_scale.numpy() == 0.0 and layer.residual_scale.trainable
+  layer.residual_scale.assign(1.0)
   assert np.abs(layer(x, y, training=False).numpy() - x.numpy()).max() > 1e-2
 
 
@@ -79,7 +79,7 @@ def test_inference_uses_eval_steps_and_group_layout(ham):
   x = _x(c=8)
   layer = Hamburger(ham=ham, groups=2, rank=3, steps=1, eval_steps=5, init="online")
   layer.build(x.shape)
-  layer.sigma.assign(0.7)
+  layer.residual_scale.assign(0.7)
   got = layer(x, training=False).numpy()
   expected, _, _ = _manual(layer, x, 5)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
@@ -93,7 +93,7 @@ def test_folded_upper_bread_equals_reconstruct_then_convolve_with_gradients(ham)
   x = _x(c=8)
   layer = Hamburger(ham=ham, groups=2, rank=3, steps=4, init="online")
   layer.build(x.shape)
-  layer.sigma.assign(0.7)
+  layer.residual_scale.assign(0.7)
   s, d = 2, 4
 
   def plain(inputs):
@@ -104,10 +104,10 @@ def test_folded_upper_bread_equals_reconstruct_then_convolve_with_gradients(ham)
     x_ham = tf.reshape(tf.transpose(tf.reshape(z, [b, h * w, s, d]), [0, 2, 1, 3]),
                        [b * s, h * w, d])
     bases0 = tf.reshape(tf.tile(layer.bases[None], [b, 1, 1, 1]), [b * s, d, 3])
-    recon = hams.HAMS[ham](x_ham, bases0, 4, channels_last=True)[0]
+    recon = getattr(hams, ham)(x_ham, bases0, 4, channels_last=True)[0]
     back = tf.reshape(tf.transpose(tf.reshape(recon, [b, s, h * w, d]), [0, 2, 1, 3]),
                       [b, h, w, s * d])
-    return inputs + layer.sigma * layer.upper_bread(back, training=False)
+    return inputs + layer.residual_scale * layer.upper_bread(back, training=False)
 
   weights = tf.constant(np.random.default_rng(1).normal(size=x.shape), tf.float32)
   grads = []
@@ -116,7 +116,7 @@ def test_folded_upper_bread_equals_reconstruct_then_convolve_with_gradients(ham)
       tape.watch(x)
       loss = tf.reduce_sum(weights * fn(x))
     grads.append(tape.gradient(loss, [x, layer.upper_bread.kernel,
-                                      layer.lower_bread.kernel, layer.sigma]))
+                                      layer.lower_bread.kernel, layer.residual_scale]))
   np.testing.assert_allclose(layer(x, training=False).numpy(), plain(x).numpy(),
                              rtol=1e-4, atol=1e-5)
   for got, want in zip(*grads):
@@ -140,7 +140,7 @@ def test_training_updates_online_bases_and_relative_error(ham):
   expected = _np_l2n(0.9 * old + 0.1 * final.mean(axis=0), axis=1)
   np.testing.assert_allclose(layer.bases.numpy(), expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(layer.bases.numpy(), axis=1), 1.0, rtol=1e-5)
-  recon = hams.HAMS[ham](tf.constant(x_ham),
+  recon = getattr(hams, ham)(tf.constant(x_ham),
                          tf.constant(np.tile(old, (x.shape[0], 1, 1))), 3)[0].numpy()
   rel = np.linalg.norm(x_ham - recon) / np.linalg.norm(x_ham)
   np.testing.assert_allclose(layer.last_relative_error.numpy(), rel, rtol=1e-4)
@@ -158,7 +158,7 @@ def test_random_bases_are_redrawn_each_training_call(ham):
   layer = Hamburger(ham=ham, groups=2, rank=3, steps=2)
   layer.build(x.shape)
   _converge_sn(layer, x)  # training calls then differ by their bases only
-  layer.sigma.assign(1.0)
+  layer.residual_scale.assign(1.0)
   assert layer.bases is None
   salt, count = layer.bases_seed.numpy()
   assert count == 0 and salt != 0
@@ -189,7 +189,7 @@ def test_seed_and_name_salt_the_draws():
     tf.keras.utils.set_random_seed(3)  # same breads for all
     layer = Hamburger(rank=3, steps=2, **kwargs)
     layer.build(x.shape)
-    layer.sigma.assign(1.0)
+    layer.residual_scale.assign(1.0)
     outs[key] = layer(x, training=False).numpy()
   np.testing.assert_array_equal(outs["a_again"], outs["a"])  # name + seed fix the draw
   assert np.abs(outs["b"] - outs["a"]).max() > 1e-3  # another name, other bases
@@ -201,7 +201,7 @@ def test_restored_layer_reproduces_the_next_training_call(tmp_path, ham):
   x = _x(c=8)
   layer = Hamburger(ham=ham, rank=3, steps=2)
   layer.build(x.shape)
-  layer.sigma.assign(0.9)
+  layer.residual_scale.assign(0.9)
   layer(x, training=True)
   layer(x, training=True)  # counter at 2, SN vectors moved
   path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
@@ -242,7 +242,7 @@ def test_two_replicas_draw_like_one_device(two_cpu_strategy, ham):
   with two_cpu_strategy.scope():
     mirrored = Hamburger(ham=ham, groups=2, rank=3, steps=2)
     mirrored.build(x.shape)
-  single.sigma.assign(1.0)
+  single.residual_scale.assign(1.0)
   mirrored.set_weights(single.get_weights())  # breads, SN vectors and bases_seed
   want = single(x, training=True).numpy()
   got = _per_replica(two_cpu_strategy, mirrored, x, 4)
@@ -271,7 +271,7 @@ def test_batch_segments_match_concatenated_slices(two_cpu_strategy):
   with two_cpu_strategy.scope():
     mirrored = Hamburger(rank=3, steps=2)
     mirrored.build(a.shape)
-  single.sigma.assign(1.0)
+  single.residual_scale.assign(1.0)
   mirrored.set_weights(single.get_weights())
   want = single(tf.concat([a, b], 0), training=True).numpy()  # rows: a0..a3, b0..b3
   # Replica r holds [a[2r:2r+2], b[2r:2r+2]]: global order a0 a1 b0 b1 | a2 a3 b2 b3.
@@ -296,7 +296,7 @@ def test_random_bases_compile_with_xla_and_dynamic_batch():
   layer = Hamburger(rank=3, steps=2)
   layer.build(tf.TensorShape([None, 4, 4, 8]))
   _converge_sn(layer, x)  # so the manual (inference-mode) breads match training's
-  layer.sigma.assign(1.0)
+  layer.residual_scale.assign(1.0)
   start, weights = layer.bases_seed.numpy(), layer.get_weights()
   draw = tf.function(lambda s: hams.init_bases("nmf", 3, 8, 3, seed=s), jit_compile=True)
   xla_bases = draw(tf.constant(start)).numpy()

@@ -133,7 +133,7 @@ def _num_grad(f, x, h=1e-6):
 def test_forward_matches_numpy_reference(kind, one_step):
   rng = np.random.default_rng(0)
   x, b0 = _data(kind, rng)
-  recon, bases, coef = hams.HAMS[kind](
+  recon, bases, coef = getattr(hams, kind)(
       tf.constant(x), tf.constant(b0), steps=6, one_step=one_step)
   ref_recon, ref_bases, ref_coef = REF[kind][0](
       x.astype(np.float64), b0.astype(np.float64), 6)
@@ -149,7 +149,7 @@ def test_factors_and_squared_errors_without_the_reconstruction(kind):
   """FACTORS equal the hams' bases and coef; the error needs no reconstruction."""
   rng = np.random.default_rng(3)
   x, b0 = _data(kind, rng)
-  recon, bases, coef = hams.HAMS[kind](tf.constant(x), tf.constant(b0), steps=6)
+  recon, bases, coef = getattr(hams, kind)(tf.constant(x), tf.constant(b0), steps=6)
   f_bases, f_coef, xt_bases = hams.FACTORS[kind](tf.constant(x), tf.constant(b0), steps=6)
   np.testing.assert_array_equal(f_bases.numpy(), bases.numpy())
   np.testing.assert_array_equal(f_coef.numpy(), coef.numpy())
@@ -202,7 +202,7 @@ def test_channels_last_layout_gives_the_same_values_and_gradients(kind, one_step
     xt = tf.constant(np.transpose(x, (0, 2, 1)) if channels_last else x)  # (B, N, D)
     with tf.GradientTape() as tape:
       tape.watch(xt)
-      recon, bases, coef = hams.HAMS[kind](xt, tf.constant(b0), 4, one_step=one_step,
+      recon, bases, coef = getattr(hams, kind)(xt, tf.constant(b0), 4, one_step=one_step,
                                            channels_last=channels_last)
       if channels_last:
         recon = tf.transpose(recon, [0, 2, 1])  # back to (B, D, N)
@@ -222,7 +222,7 @@ def test_forward_under_xla_with_dynamic_batch(kind):
   rng = np.random.default_rng(1)
   x, b0 = _data(kind, rng, b=3)
   spec = [tf.TensorSpec([None, 16, 24]), tf.TensorSpec([None, 16, 4])]
-  fn = tf.function(lambda a, b: hams.HAMS[kind](a, b, 6)[0],
+  fn = tf.function(lambda a, b: getattr(hams, kind)(a, b, 6)[0],
                    input_signature=spec, jit_compile=True)
   for batch in (3, 1):
     got = fn(x[:batch], b0[:batch]).numpy()
@@ -244,7 +244,7 @@ def _tf_grad(kind, x, b0, w, steps, one_step):
   kw = {} if kind == "nmf" else {"temperature": GRAD_T}
   with tf.GradientTape() as tape:
     tape.watch(xt)
-    recon, _, _ = hams.HAMS[kind](
+    recon, _, _ = getattr(hams, kind)(
         xt, tf.constant(b0), steps, one_step=one_step, **kw)
     loss = tf.reduce_sum(recon * w)
   return tape.gradient(loss, xt).numpy()

@@ -19,7 +19,7 @@ def test_every_module_keeps_shape_and_starts_as_identity(name):
   assert out.shape == x.shape
   np.testing.assert_allclose(out.numpy(), x.numpy(), atol=1e-6)
   if name != "none":
-    assert float(layer.sigma.numpy()) == 0.0
+    assert float(layer.residual_scale.numpy()) == 0.0
 
 
 def test_unknown_name_lists_the_valid_ones():

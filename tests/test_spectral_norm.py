@@ -25,7 +25,7 @@ def test_conv_sigma_matches_svd_and_normalised_norm(exact):
   _warm(layer, x)
   w = layer.kernel.numpy()
   true_sigma = _top_singular(w)
-  assert abs(layer.sigma.numpy() - true_sigma) / true_sigma < 0.01
+  assert abs(layer.spectral_norm.numpy() - true_sigma) / true_sigma < 0.01
   w_bar = layer._normalized(layer.kernel, training=False).numpy()
   np.testing.assert_allclose(_top_singular(w_bar), 1.0, rtol=0.01)
 
@@ -61,8 +61,8 @@ def test_embedding_sigma_and_lookup():
   _warm(layer, y)
   table = layer.embeddings.numpy()
   sigma = _top_singular(table)
-  assert abs(layer.sigma.numpy() - sigma) / sigma < 0.01
-  np.testing.assert_allclose(layer(y).numpy(), table[[0, 3, 9]] / layer.sigma.numpy(),
+  assert abs(layer.spectral_norm.numpy() - sigma) / sigma < 0.01
+  np.testing.assert_allclose(layer(y).numpy(), table[[0, 3, 9]] / layer.spectral_norm.numpy(),
                              rtol=1e-4)
 
 

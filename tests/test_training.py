@@ -274,7 +274,7 @@ def test_xla_compiled_step_trains_hamburger_models(tmp_path):
     assert moved > len(w0) // 3
   for model in (trainer.generator, trainer.discriminator):
     # The Hamburger's residual scale starts at 0 and receives a gradient.
-    assert float(model.context_layer.sigma.numpy()) != 0.0
+    assert float(model.context_layer.residual_scale.numpy()) != 0.0
 
 
 def _read_events(model_dir):
@@ -339,7 +339,8 @@ def test_ema_then_restart_continues_like_an_uninterrupted_run(tmp_path, context)
   tags = _read_events(str(run))
   assert {"losses/d_loss", "losses/g_loss", "discriminator/d_real", "discriminator/d_fake",
           "learning_rate/generator", "learning_rate/discriminator", "speed/steps_per_sec",
-          "speed/images_per_sec", "context/generator_sigma", "context/discriminator_sigma",
+          "speed/images_per_sec", "context/generator_residual_scale",
+          "context/discriminator_residual_scale",
           "samples"} <= tags
 
 

@@ -1,10 +1,12 @@
 """Attention context modules: SAGAN self-attention and YLG local attention.
 
-These are the baselines that the Hamburger is compared against (docs/design.md, 'SAGAN self-attention' and
-3.6 and 8), plus the paper's Table-3 full non-local block for the benchmark.
+These are the baselines that the Hamburger is compared against (docs/design.md,
+'SAGAN self-attention' and 'YLG local attention'), plus the paper's Table-3 full
+non-local block for the benchmark.
 
 * `SelfAttention` (SAGAN): queries at every pixel, keys and values max-pooled
-  2x2, one head, `x + sigma * o` with sigma initialised to 0.
+  2x2, one head, `x + gamma * o` with the residual scale gamma (attribute
+  `residual_scale`) initialised to 0.
 * `LocalAttention` (YLG, "Your Local GAN"): the same block split into heads
   whose logits get additive sparse masks. The masks are 1-D sparse-transformer
   patterns laid on the key grid along the Manhattan enumeration (ESA), so that
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from hamgan.layers.spectral_norm import SNConv2D
+from hamgan.validation import check_int
 
 # Additive logit bias of a masked (query, key) pair, as in the YLG reference.
 MASK_VALUE = -1000.0
@@ -59,7 +62,9 @@ def pattern_1d(name, n, stride=None):
   left_floor:        row r sees r - r % s .. r (its block, up to itself).
   right_floor:       the transpose of left_floor (its block, from itself on).
   left_repetitive:   columns c with c % s == s - 1, plus r itself.
-  right_repetitive:  columns c with c % s == 0, plus r itself.
+  right_repetitive:  columns c with c % s == 0 and c + s - 1 < n, plus r itself
+                     (YLG's RightRepetitive: its left_repetitive columns moved s - 1
+                     to the left; when s * s < n the last block start may drop out).
   """
   n = int(n)
   s = stride_for(n) if stride is None else int(stride)
@@ -72,7 +77,7 @@ def pattern_1d(name, n, stride=None):
   elif name == "left_repetitive":
     mask = (c % s == s - 1) | (c == r)
   elif name == "right_repetitive":
-    mask = (c % s == 0) | (c == r)
+    mask = ((c % s == 0) & (c + s - 1 < n)) | (c == r)
   else:
     raise ValueError(f"pattern_1d: unknown pattern {name!r}; expected one of "
                      f"{_RIGHT_PATTERNS + _LEFT_PATTERNS}.")
@@ -92,10 +97,12 @@ def head_patterns(heads=8):
 
 
 def _check_heads(heads):
-  if isinstance(heads, bool) or int(heads) != heads or heads < 2 or heads % 2:
-    raise ValueError(f"heads={heads!r}: expected a positive even integer (half the heads "
-                     "are right-to-left, half left-to-right); the YLG default is 8.")
-  return int(heads)
+  hint = ("expected a positive even integer (half the heads are right-to-left, half "
+          "left-to-right); the YLG default is 8.")
+  heads = check_int("LocalAttention", "heads", heads, minimum=2, hint=hint)
+  if heads % 2:
+    raise ValueError(f"heads={heads!r}: {hint}")
+  return heads
 
 
 def ylg_masks(grid_h, grid_w, heads=8):
@@ -184,7 +191,7 @@ def _pool(x):
 
 
 class _AttentionBase(tf.keras.layers.Layer):
-  """Shared plumbing: the residual scale sigma and the context-module call signature."""
+  """Shared plumbing: the residual scale gamma and the context-module call signature."""
 
   _channel_multiple = 8
   _pools = True  # keys and values are max-pooled 2x2, so H and W must be even
@@ -192,16 +199,17 @@ class _AttentionBase(tf.keras.layers.Layer):
   def _check(self, x):
     return _check_input_shape(self, x.shape, self._channel_multiple, self._pools)
 
-  def _add_sigma(self):
-    # Residual scale, 0 at init so the block starts as the identity.
-    self.sigma = self.add_weight(name="sigma", shape=(), initializer="zeros",
+  def _add_residual_scale(self):
+    # Residual scale, 0 at init so the block starts as the identity; the variable
+    # keeps its old name "sigma", so checkpoints of earlier runs restore unchanged.
+    self.residual_scale = self.add_weight(name="sigma", shape=(), initializer="zeros",
                                  trainable=True)
 
   def call(self, x, y=None, training=None):
-    """Returns x + sigma * attention(x); y (labels) is accepted and ignored."""
+    """Returns x + gamma * attention(x); y (labels) is accepted and ignored."""
     del y
     out, _ = self._attend(x, training)
-    return x + tf.cast(self.sigma, x.dtype) * out
+    return x + tf.cast(self.residual_scale, x.dtype) * out
 
   def attention_map(self, x, training=False):
     """The softmax attention weights (float32), for inspection and tests."""
@@ -219,7 +227,7 @@ class SelfAttention(_AttentionBase):
 
   theta = SN1x1(x, C/8); phi = maxpool(SN1x1(x, C/8)); g = maxpool(SN1x1(x, C/2));
   attn = softmax(theta phi^T) over the N/4 keys; o = SN1x1(attn g, C);
-  returns x + sigma * o. The 1x1 convs have no bias and exact spectral norm;
+  returns x + gamma * o. The 1x1 convs have no bias and exact spectral norm;
   the logits are put in float32 for the softmax under mixed precision.
   """
 
@@ -234,7 +242,7 @@ class SelfAttention(_AttentionBase):
     for conv in (self.theta, self.phi, self.g):
       conv.build(shape)
     self.o.build(shape[:-1].concatenate([c // 2]))
-    self._add_sigma()
+    self._add_residual_scale()
     super().build(input_shape)
 
   def _attend(self, x, training):
@@ -259,7 +267,7 @@ class LocalAttention(_AttentionBase):
   split evenly), logits theta phi^T per head without 1/sqrt(d), plus
   (1 - mask) * -1000, softmax over the (H/2)*(W/2) keys, heads concatenated
   back to C/2 (channel k belongs to head k // (C/2/heads)), SN1x1 to C, and
-  x + sigma * o. Parameters are the same as SAGAN's.
+  x + gamma * o. Parameters are the same as SAGAN's.
 
   Masks (`ylg_masks`): heads 0..heads/2-1 right-to-left (RightFloor,
   RightRepetitive, ...), the others left-to-right (LeftFloor, LeftRepetitive,
@@ -296,7 +304,7 @@ class LocalAttention(_AttentionBase):
     for conv in (self.theta, self.phi, self.g):
       conv.build(shape)
     self.o.build(shape[:-1].concatenate([c // 2]))
-    self._add_sigma()
+    self._add_residual_scale()
     self._grid = (h // 2, w // 2)
     # Additive logit bias per (head, key-grid query cell, key): 0 or -1000.
     self._bias = (1.0 - ylg_masks(h // 2, w // 2, self.heads)) * MASK_VALUE
@@ -366,7 +374,7 @@ class FullSelfAttention(_AttentionBase):
   """The paper's Table-3 non-local block: C -> C projections, no pooling.
 
   q, k, v = SN1x1(x, C) each; attn = softmax(q k^T) over all N pixels (an
-  N x N map); o = SN1x1(attn v, C); returns x + sigma * o. Only the module
+  N x N map); o = SN1x1(attn v, C); returns x + gamma * o. Only the module
   benchmark uses it (`sa_full`), to compare against the paper's figures.
   """
 
@@ -383,7 +391,7 @@ class FullSelfAttention(_AttentionBase):
     shape = tf.TensorShape(input_shape)
     for conv in (self.query, self.key, self.value, self.o):
       conv.build(shape)
-    self._add_sigma()
+    self._add_residual_scale()
     super().build(input_shape)
 
   def _attend(self, x, training):

@@ -1,16 +1,17 @@
 """The Hamburger: a global-context block built on a low-rank matrix decomposition.
 
-    z = SN-conv1x1(x, S*D)            lower bread (exact W / sigma, no bias)
+    z = SN-conv1x1(x, S*D)            lower bread (exact W / ||W||_2, no bias)
     z = relu(z)                       NMF only: the decomposition needs X >= 0
     z = ham(z)                        (B*S, N, D) -> low-rank factors, float32
-    z = SN-conv1x1(z, C)              upper bread (exact W / sigma, no bias), applied
+    z = SN-conv1x1(z, C)              upper bread (exact W / ||W||_2, no bias), applied
                                       as coef (bases^T W): the reconstruction
                                       bases coef^T is never formed
     z = ConditionalBatchNorm(z, y)    only when `conditional` (the generator's form)
-    return x + sigma * z              sigma: trainable scalar, 0 at init
+    return x + gamma * z              gamma: `residual_scale`, trainable scalar, 0 at init
 
-(docs/design.md, 'The Hamburger layer'; the hams are in `hamgan.layers.hams`.) The ham runs in float32 under
-any mixed-precision policy because multiplicative updates are fragile in bfloat16.
+(docs/design.md, 'The Hamburger layer'; the hams are in `hamgan.layers.hams`.) The
+ham runs in float32 under any mixed-precision policy because multiplicative updates
+are fragile in bfloat16.
 
 State beyond the weights, updated only in training calls:
 * `last_relative_error`: ||X - recon||_F / ||X||_F of the last training call over the
@@ -42,7 +43,6 @@ discriminator fed [real_r, fake_r]) declares it with `batch_segments(2)` around 
 call; the rows are then taken per segment.
 """
 import contextlib
-import numbers
 import threading
 import zlib
 
@@ -52,8 +52,10 @@ from hamgan.layers import hams
 from hamgan.layers.normalization import ConditionalBatchNorm
 from hamgan.layers.spectral_norm import SNConv2D
 from hamgan.layers.utils import static_training
+from hamgan.validation import check_int
 
 INITS = ("random", "online")
+INFERENCE_BASES = ("fixed", "fresh")
 
 _SEGMENTS = threading.local()
 
@@ -85,15 +87,8 @@ def _segments():
 
 
 def _positive_int(name, value, allow_none=False, allow_zero=False):
-  if allow_none and value is None:
-    return None
-  ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-  lowest = 0 if allow_zero else 1
-  if not ok or value < lowest:
-    kind = "a non-negative" if allow_zero else "a positive"
-    extra = " or None" if allow_none else ""
-    raise ValueError(f"Hamburger {name}={value!r}: expected {kind} integer{extra}.")
-  return int(value)
+  return check_int("Hamburger", name, value, minimum=0 if allow_zero else 1,
+                   allow_none=allow_none)
 
 
 def _seed_salt(seed, name):
@@ -134,11 +129,21 @@ class Hamburger(tf.keras.layers.Layer):
     online_momentum: EMA momentum of the online bases.
     seed: non-negative int mixed with the layer name into the random bases' seed;
       change it to get another sequence of draws from the same model.
+    normalize_bases: L2-normalise the random initial bases over D (True, the
+      PyTorch code's choice) or start from the raw draw (False, the official TF
+      NMF); init="random" only.
+    ridge: beta of CD's ridge solve, coef = X^T B (B^T B + beta I)^-1; None is
+      0.1 (PyTorch), the official TF code uses 0.01; ham="cd" only.
+    inference_bases: with init="random", "fixed" draws inference bases from the
+      checkpointed seed without advancing it (deterministic inference), "fresh"
+      draws new bases on every inference call (the official TF code).
+  (docs/design.md, 'The Hamburger layer' and 'Differences from the official code'.)
   """
 
   def __init__(self, ham="nmf", groups=1, dim=None, rank=32, steps=6, eval_steps=None,
                one_step=True, init="random", conditional=False, num_classes=None,
-               online_momentum=0.9, seed=0, **kwargs):
+               online_momentum=0.9, seed=0, normalize_bases=True, ridge=None,
+               inference_bases="fixed", **kwargs):
     super().__init__(**kwargs)
     if ham not in hams.HAM_KINDS:
       raise ValueError(f"Hamburger ham={ham!r}: expected one of {hams.HAM_KINDS}; "
@@ -167,6 +172,29 @@ class Hamburger(tf.keras.layers.Layer):
         "num_classes", num_classes)
     self.online_momentum = float(online_momentum)
     self.seed = _positive_int("seed", seed, allow_zero=True)
+    self._check_fidelity_settings(normalize_bases, ridge, inference_bases)
+    self.normalize_bases = bool(normalize_bases)
+    self.ridge = None if ridge is None else float(ridge)
+    self.inference_bases = inference_bases
+
+  def _check_fidelity_settings(self, normalize_bases, ridge, inference_bases):
+    """Rejects a setting that would do nothing for this ham or init."""
+    if inference_bases not in INFERENCE_BASES:
+      raise ValueError(f"Hamburger inference_bases={inference_bases!r}: expected one of "
+                       f"{INFERENCE_BASES} ('fresh' draws new bases on every inference "
+                       "call, as the official TF code does).")
+    if self.init != "random" and (not normalize_bases or inference_bases != "fixed"):
+      raise ValueError(f"Hamburger init={self.init!r} with normalize_bases="
+                       f"{normalize_bases!r}, inference_bases={inference_bases!r}: these "
+                       "settings shape the random draws of init='random' only; drop them "
+                       "or set init='random'.")
+    if ridge is not None:
+      if self.ham != "cd":
+        raise ValueError(f"Hamburger ridge={ridge!r} with ham={self.ham!r}: the ridge is "
+                         "CD's only; drop it or set ham='cd'.")
+      if isinstance(ridge, bool) or not float(ridge) > 0.0:
+        raise ValueError(f"Hamburger ridge={ridge!r}: expected a positive float (0.1 by "
+                         "default, 0.01 in the official TF code).")
 
   def _check_shape(self, shape):
     """Validates an NHWC shape; returns (H, W, C), H and W possibly None."""
@@ -206,10 +234,11 @@ class Hamburger(tf.keras.layers.Layer):
       self.norm = ConditionalBatchNorm(self.num_classes, name="norm", dtype=policy)
       with tf.name_scope("norm"):
         self.norm.build(shape)
-    # Residual scale, 0 at init so the block starts as the identity.
-    self.sigma = self.add_weight(name="sigma", shape=(), initializer="zeros",
-                                 trainable=True, dtype=tf.float32,
-                                 experimental_autocast=False)
+    # Residual scale, 0 at init so the block starts as the identity. The variable
+    # keeps its old name "sigma", so checkpoints of earlier runs restore unchanged.
+    self.residual_scale = self.add_weight(name="sigma", shape=(), initializer="zeros",
+                                          trainable=True, dtype=tf.float32,
+                                          experimental_autocast=False)
     self.last_relative_error = self.add_weight(
         name="last_relative_error", shape=(), initializer="zeros", **_state_weight())
     self.bases = None
@@ -243,7 +272,12 @@ class Hamburger(tf.keras.layers.Layer):
                        f"batch_segments({segments}); expected {segments} equal "
                        "concatenated slices. Fix the batch_segments count.")
     rows = batch * self.groups  # this replica's rows, sample-major, group-minor
-    bases = hams.init_bases(self.ham, rows * replicas, self._d, self.rank, seed=seed)
+    if not training and self.inference_bases == "fresh":
+      # A new stateful draw per call and replica, as the official TF code does.
+      return hams.init_bases(self.ham, rows, self._d, self.rank,
+                             normalize=self.normalize_bases)
+    bases = hams.init_bases(self.ham, rows * replicas, self._d, self.rank, seed=seed,
+                            normalize=self.normalize_bases)
     if replicas == 1:
       return bases
     # Global rows are ordered (segment, replica, row in segment): keep this replica's.
@@ -322,15 +356,16 @@ class Hamburger(tf.keras.layers.Layer):
       z = tf.reshape(z, [b, h * w, s, d])  # (B, N, S, D)
       x_ham = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [b * s, h * w, d])  # (B*S, N, D)
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
+    extra = {} if self.ridge is None else {"beta": self.ridge}
     factors = hams.FACTORS[self.ham](
         x_ham, self._initial_bases(b, training), steps, one_step=self.one_step,
-        channels_last=True)  # bases (B*S, D, R), coef (B*S, N, R)
+        channels_last=True, **extra)  # bases (B*S, D, R), coef (B*S, N, R)
     if training:
       self._update_state(x_ham, factors, b)
     z = self._upper_bread(factors.bases, factors.coef, b, h, w, training)  # (B,H,W,C)
     if self.norm is not None:
       z = self.norm(z, y, training=training)
-    return x + tf.cast(self.sigma, x.dtype) * z
+    return x + tf.cast(self.residual_scale, x.dtype) * z
 
   def compute_output_shape(self, input_shape):
     return tf.TensorShape(input_shape)
@@ -341,5 +376,6 @@ class Hamburger(tf.keras.layers.Layer):
                   steps=self.steps, eval_steps=self.eval_steps, one_step=self.one_step,
                   init=self.init, conditional=self.conditional,
                   num_classes=self.num_classes, online_momentum=self.online_momentum,
-                  seed=self.seed)
+                  seed=self.seed, normalize_bases=self.normalize_bases, ridge=self.ridge,
+                  inference_bases=self.inference_bases)
     return config

@@ -22,6 +22,8 @@ import numbers
 
 import tensorflow as tf
 
+from hamgan.validation import check_int
+
 HAM_KINDS = ("nmf", "cd", "vq")
 
 Factors = collections.namedtuple("Factors", ["bases", "coef", "xt_bases"])
@@ -39,10 +41,9 @@ def _l2n(v, axis):
 
 def _check_steps(steps):
   """The loop is unrolled in Python, so steps must be a plain integer."""
-  if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 0:
-    raise ValueError(
-        f"steps={steps!r}: expected a non-negative Python integer (the number of "
-        "decomposition iterations, unrolled when tracing); pass e.g. steps=6.")
+  check_int("ham", "steps", steps, minimum=0,
+            hint="the number of decomposition iterations is unrolled when tracing, so "
+            "pass a Python integer, e.g. steps=6.")
 
 
 def _check_inputs(x, bases, channels_last):
@@ -67,11 +68,13 @@ def _check_inputs(x, bases, channels_last):
   return lay
 
 
-def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
-  """Draws initial bases (batch, dim, rank), L2-normalised over dim.
+def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32, normalize=True):
+  """Draws initial bases (batch, dim, rank), L2-normalised over dim by default.
 
   NMF starts from Uniform[0, 1) (non-negative, as multiplicative updates need);
-  CD and VQ from N(0, 1). `batch` may be a tensor (dynamic batch). A `seed` makes
+  CD and VQ from N(0, 1). `normalize=False` returns the raw draw (the official
+  HamGAN TF code's NMF start; docs/design.md, 'Differences from the official
+  code'). `batch` may be a tensor (dynamic batch). A `seed` makes
   the draw reproducible (stateless RNG): an int, or a shape-(2,) integer tensor
   (the stateless seed pair itself, e.g. read from a checkpointed variable); None
   draws fresh values every call.
@@ -102,7 +105,7 @@ def init_bases(kind, batch, dim, rank, seed=None, dtype=tf.float32):
       b = tf.random.stateless_uniform(shape, seed=pair, dtype=dtype)
     else:
       b = tf.random.stateless_normal(shape, seed=pair, dtype=dtype)
-  return _l2n(b, axis=1)
+  return _l2n(b, axis=1) if normalize else b
 
 
 class _Layout:
@@ -183,7 +186,10 @@ def nmf_factors(x, bases, steps, one_step=True, eps=1e-6, channels_last=False):
   return Factors(bases, coef, numer)
 
 
-def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
+CD_RIDGE = 0.1  # beta of CD's ridge solve (the PyTorch code's; the official TF uses 0.01)
+
+
+def cd(x, bases, steps, one_step=True, temperature=0.01, beta=CD_RIDGE, eps=1e-6,
        channels_last=False):
   """Concept decomposition: spherical soft clustering, then a ridge solve for coef.
 
@@ -197,7 +203,7 @@ def cd(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
   return reconstruct(bases, coef, channels_last), bases, coef
 
 
-def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=0.1, eps=1e-6,
+def cd_factors(x, bases, steps, one_step=True, temperature=0.01, beta=CD_RIDGE, eps=1e-6,
                channels_last=False):
   """`cd` without the reconstruction: returns `Factors(bases, coef, xt_bases)`."""
   _check_steps(steps)
@@ -288,5 +294,4 @@ def squared_errors(x, bases, coef, channels_last=False, xt_bases=None):
   return tf.maximum(tf.reduce_sum(per_pixel), 0.0), tf.reduce_sum(pixel_norms)
 
 
-HAMS = {"nmf": nmf, "cd": cd, "vq": vq}
 FACTORS = {"nmf": nmf_factors, "cd": cd_factors, "vq": vq_factors}

@@ -59,7 +59,9 @@ class _SpectralNormMixin:
         synchronization=tf.VariableSynchronization.ON_WRITE,
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         experimental_autocast=False)
-    self.sigma = self.add_weight(
+    # The last computed spectral norm; the variable keeps its old name "sn_sigma"
+    # (checkpoint keys unchanged) while the attribute says what it is.
+    self.spectral_norm = self.add_weight(
         name="sn_sigma", shape=(), initializer="ones", trainable=False,
         dtype=tf.float32,
         synchronization=tf.VariableSynchronization.ON_WRITE,
@@ -74,7 +76,7 @@ class _SpectralNormMixin:
     if static_training(training):
       u_new, _, sigma = power_iteration(w_2d, tf.convert_to_tensor(self.u))
       self.u.assign(u_new)
-      self.sigma.assign(tf.stop_gradient(sigma))
+      self.spectral_norm.assign(tf.stop_gradient(sigma))
     else:
       _, _, sigma = power_iteration(w_2d, tf.convert_to_tensor(self.u))
     divisor = sigma if self.exact else tf.maximum(sigma, 1.0)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from hamgan.layers.normalization import ConditionalBatchNorm
 from hamgan.layers.spectral_norm import SNConv2D
+from hamgan.validation import check_int
 
 
 def upsample_nearest(x):
@@ -33,9 +34,8 @@ def downsample_avg(x):
 
 
 def _check_channels(name, channels):
-  if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-    raise ValueError(f"{name}: out_channels={channels!r} is not a positive integer; "
-                     "pass the number of output feature maps, e.g. 256.")
+  return check_int(name, "out_channels", channels,
+                   hint="pass the number of output feature maps, e.g. 256.")
 
 
 class GeneratorBlock(tf.keras.layers.Layer):
@@ -127,12 +127,6 @@ class DiscriminatorBlock(tf.keras.layers.Layer):
 IMAGE_SIZES = (32, 64, 128)
 
 
-def check_positive_int(owner, name, value, hint):
-  """Raises a ValueError unless `value` is an int >= 1."""
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{owner}: {name}={value!r} is not a positive integer; {hint}")
-
-
 def check_image_size(owner, image_size):
   if image_size not in IMAGE_SIZES:
     raise ValueError(f"{owner}: image_size={image_size!r} is not supported; expected one of "
@@ -140,14 +134,18 @@ def check_image_size(owner, image_size):
 
 
 def check_context(owner, context, context_resolution, reachable, context_settings):
-  """Validates the context name, its resolution and its settings dict."""
+  """Validates the context, its resolution and its settings dict; returns its name.
+
+  `context` is a registered name or the builder a gin reference (`@ham_nmf`)
+  resolves to.
+  """
   # Imported here so that importing hamgan.models stays cheap and the registry
   # (and everything it pulls in) loads once a model is actually built.
   from hamgan.layers import registry  # pylint: disable=g-import-not-at-top
-  if not isinstance(context, str):
-    raise ValueError(f"{owner}: context={context!r} is not a string; expected one of "
-                     f"{', '.join(registry.context_names())}.")
-  registry.check_context_name(context)
+  try:
+    name = registry.context_name(context)
+  except ValueError as e:
+    raise ValueError(f"{owner}: {e}") from None
   if context_resolution not in reachable:
     raise ValueError(f"{owner}: context_resolution={context_resolution!r} is never reached by "
                      f"this network; it has feature maps at {sorted(set(reachable))}, so set "
@@ -155,6 +153,7 @@ def check_context(owner, context, context_resolution, reachable, context_setting
   if context_settings is not None and not isinstance(context_settings, dict):
     raise ValueError(f"{owner}: context_settings={context_settings!r} is not a dict; pass "
                      "keyword arguments for the context layer, e.g. {'rank': 32}, or None.")
+  return name
 
 
 def place_context(model_name, context, channels, resolution, settings):

@@ -20,6 +20,7 @@ import gin
 import tensorflow as tf
 
 from hamgan.models import blocks
+from hamgan.validation import check_int
 from hamgan.layers.spectral_norm import SNDense, SNEmbedding
 
 # image size -> (multiplier of the optimized block, ((multiplier, downsample), ...)).
@@ -41,8 +42,9 @@ class Discriminator(tf.keras.Model):
     image_size: 32, 64 or 128.
     num_classes: number of classes of the projection embedding.
     ch: width; block channels are multiples of it (see the module docstring).
-    context: a name from the context registry (`none`, `sagan`, `ylg`,
-      `ham_nmf`, `ham_cd`, `ham_vq`, or one registered later).
+    context: the context module, by gin reference (`@ham_nmf`) or by its name in
+      the context registry (`none`, `sagan`, `ylg`, `ham_nmf`, `ham_cd`,
+      `ham_vq`, or one registered later); stored and reported as the name.
     context_resolution: feature resolution after which the context sits; None
       is 32 (16 for 32x32 images).
     context_settings: extra keyword arguments for the context layer (a
@@ -54,9 +56,9 @@ class Discriminator(tf.keras.Model):
                **kwargs):
     owner = "Discriminator"
     blocks.check_image_size(owner, image_size)
-    blocks.check_positive_int(owner, "num_classes", num_classes,
-                              "pass the number of classes of the data set (1 if unlabelled).")
-    blocks.check_positive_int(owner, "ch", ch, "pass the base width, e.g. 64.")
+    check_int(owner, "num_classes", num_classes,
+                              hint="pass the number of classes of the data set (1 if unlabelled).")
+    check_int(owner, "ch", ch, hint="pass the base width, e.g. 64.")
     if context_resolution is None:
       context_resolution = _DEFAULT_CONTEXT_RESOLUTION[image_size]
     opt_mult, layout = _LAYOUTS[image_size]
@@ -64,7 +66,8 @@ class Discriminator(tf.keras.Model):
     resolutions = [image_size // 2]
     for _, down in layout:
       resolutions.append(resolutions[-1] // 2 if down else resolutions[-1])
-    blocks.check_context(owner, context, context_resolution, resolutions, context_settings)
+    context = blocks.check_context(owner, context, context_resolution, resolutions,
+                                   context_settings)
     if context_settings and context_settings.get("conditional"):
       raise ValueError("Discriminator: context_settings has conditional=True; D's context "
                        "module is never class-conditional (D is conditioned by its projection "
@@ -120,11 +123,6 @@ class Discriminator(tf.keras.Model):
     out = tf.cast(self.linear(h, training=training), tf.float32)[:, 0]
     embed = tf.cast(self.embedding(y, training=training), tf.float32)
     return out + tf.reduce_sum(embed * h, axis=1)
-
-  def context_sigmas(self):
-    """The residual scales (trainable `sigma`) of the context modules, for summaries."""
-    layer = self.context_layer
-    return [] if layer is None or not hasattr(layer, "sigma") else [layer.sigma]
 
   def build_for_shapes(self, batch_size=1):
     """Creates all weights by running one inference call on zeros."""

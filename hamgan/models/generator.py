@@ -20,6 +20,7 @@ import gin
 import tensorflow as tf
 
 from hamgan.models import blocks
+from hamgan.validation import check_int
 from hamgan.layers.normalization import ConditionalBatchNorm
 from hamgan.layers.spectral_norm import SNConv2D, SNDense
 
@@ -41,8 +42,9 @@ class Generator(tf.keras.Model):
     num_classes: number of classes of the conditional batch norms.
     ch: width; block channels are multiples of it (see the module docstring).
     z_dim: length of the latent vector z.
-    context: a name from the context registry (`none`, `sagan`, `ylg`,
-      `ham_nmf`, `ham_cd`, `ham_vq`, or one registered later).
+    context: the context module, by gin reference (`@ham_nmf`) or by its name in
+      the context registry (`none`, `sagan`, `ylg`, `ham_nmf`, `ham_cd`,
+      `ham_vq`, or one registered later); stored and reported as the name.
     context_resolution: feature resolution after which the context sits; None
       is 32 (16 for 32x32 images).
     context_settings: extra keyword arguments for the context layer. A
@@ -54,15 +56,16 @@ class Generator(tf.keras.Model):
                context_resolution=None, context_settings=None, name="generator", **kwargs):
     owner = "Generator"
     blocks.check_image_size(owner, image_size)
-    blocks.check_positive_int(owner, "num_classes", num_classes,
-                              "pass the number of classes of the data set (1 if unlabelled).")
-    blocks.check_positive_int(owner, "ch", ch, "pass the base width, e.g. 64.")
-    blocks.check_positive_int(owner, "z_dim", z_dim, "pass the latent size, e.g. 128.")
+    check_int(owner, "num_classes", num_classes,
+                              hint="pass the number of classes of the data set (1 if unlabelled).")
+    check_int(owner, "ch", ch, hint="pass the base width, e.g. 64.")
+    check_int(owner, "z_dim", z_dim, hint="pass the latent size, e.g. 128.")
     if context_resolution is None:
       context_resolution = _DEFAULT_CONTEXT_RESOLUTION[image_size]
     init_mult, mults = _LAYOUTS[image_size]
     resolutions = [4 * 2 ** (i + 1) for i in range(len(mults))]
-    blocks.check_context(owner, context, context_resolution, resolutions, context_settings)
+    context = blocks.check_context(owner, context, context_resolution, resolutions,
+                                   context_settings)
     context_index = resolutions.index(context_resolution)
     context_layer = None
     if context != "none":
@@ -112,11 +115,6 @@ class Generator(tf.keras.Model):
     h = self.conv_out(h, training=training)
     # tanh in float32: the loss and the evaluator read float32 images.
     return tf.tanh(tf.cast(h, tf.float32))
-
-  def context_sigmas(self):
-    """The residual scales (trainable `sigma`) of the context modules, for summaries."""
-    layer = self.context_layer
-    return [] if layer is None or not hasattr(layer, "sigma") else [layer.sigma]
 
   def build_for_shapes(self, batch_size=1):
     """Creates all weights by running one inference call on zeros."""

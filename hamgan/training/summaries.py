@@ -47,7 +47,7 @@ write_png = image_io.write_png  # uint8 (H, W, 3) -> PNG file, local or gs://
 
 
 def context_scalars(models):
-  """Summary scalars of the context modules: every `sigma`, and a Hamburger's ham error.
+  """Summary scalars of the context modules: every residual scale, a Hamburger's ham error.
 
   `models` maps a prefix ("generator", ...) to a model with a `context_layer`
   attribute (the placed context module or None).
@@ -57,9 +57,9 @@ def context_scalars(models):
     layer = getattr(model, "context_layer", None)
     if layer is None:
       continue
-    sigma = getattr(layer, "sigma", None)
-    if sigma is not None:
-      scalars[f"context/{prefix}_sigma"] = float(tf.convert_to_tensor(sigma))
+    scale = getattr(layer, "residual_scale", None)
+    if scale is not None:
+      scalars[f"context/{prefix}_residual_scale"] = float(tf.convert_to_tensor(scale))
     error = getattr(layer, "last_relative_error", None)
     if error is not None:
       scalars[f"context/{prefix}_ham_relative_error"] = float(tf.convert_to_tensor(error))
