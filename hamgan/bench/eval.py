@@ -1,4 +1,7 @@
-"""hamgan-bench eval: the evaluator's overhead over bare G + classifier.
+"""hamgan-bench eval: the evaluator's overhead over bare G + classifier; k-NN metrics' time.
+
+A second row times precision/recall/density/coverage on N x N random 2048-d features
+(--manifold_n, default 10k; target at most 60 s on a CPU, 50k x 50k on a GPU).
 
 Times N samples through the whole streaming pipeline (host z and labels, tf.data,
 strategy.run, gather, copy of pool_3 and logits to preallocated host arrays) against
@@ -145,6 +148,42 @@ def format_table(r):
   return "\n".join(lines)
 
 
+def measure_manifold(num_real=10000, num_fake=10000, dim=2048, repeats=1, seed=0):
+  """Seconds of precision/recall/density/coverage on random (N, dim) float32 features.
+
+  The features are Inception-like (non-negative, ReLU'd Gaussians); the time covers the
+  whole blocked computation (both sets' k-NN radii and the cross pass).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import manifold  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  real = np.maximum(rng.standard_normal((num_real, dim), np.float32), 0)
+  fake = np.maximum(rng.standard_normal((num_fake, dim), np.float32), 0)  # same law
+  manifold.manifold_metrics(real[:500], fake[:500])  # trace the block functions
+  times, values = [], None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    values = manifold.manifold_metrics(real, fake)
+    times.append(time.perf_counter() - start)
+  return dict(num_real=num_real, num_fake=num_fake, dim=dim, seconds=min(times),
+              all_seconds=times, values=values,
+              device=str((tf.config.list_physical_devices("GPU") or ["CPU"])[0]))
+
+
+def format_manifold_table(r):
+  v = r["values"]
+  return "\n".join([
+      f"precision/recall (k=3) + density/coverage (k=5), {r['num_real']} real vs "
+      f"{r['num_fake']} generated {r['dim']}-d features, device {r['device']}",
+      "",
+      "| features | best wall s | all runs, s | target | values (random features) |",
+      "|---|---|---|---|---|",
+      f"| {r['num_real']} x {r['num_fake']} x {r['dim']} | {r['seconds']:.1f} | "
+      f"{', '.join(f'{t:.1f}' for t in r['all_seconds'])} | <= 60 s at 10k x 10k on a "
+      f"CPU | P {v['precision']:.3f}, R {v['recall']:.3f}, D {v['density']:.3f}, "
+      f"C {v['coverage']:.3f} |"])
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="hamgan-bench eval", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,17 +195,35 @@ def main(argv=None):
   parser.add_argument("--classifier_path", default=None)
   parser.add_argument("--classifier_size", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--manifold_n", type=int, default=10000,
+                      help="real and generated feature count of the precision/recall/"
+                      "density/coverage row (0 skips it)")
+  parser.add_argument("--manifold_dim", type=int, default=2048)
+  parser.add_argument("--manifold_repeats", type=int, default=1)
+  parser.add_argument("--skip_overhead", action="store_true",
+                      help="only the precision/recall/density/coverage row")
   parser.add_argument("--out", default="runs/bench_eval.jsonl",
                       help="JSON-lines file the result row is appended to ('' for none)")
   parser.add_argument("--markdown", default="runs/bench_eval.md",
                       help="Markdown file this run's table is written to ('' for none)")
   args = parser.parse_args(argv)
-  result = measure(args.num_samples, args.batch_size, args.image_size, args.ch,
-                   args.context, args.classifier_path, args.classifier_size, args.repeats)
-  table = format_table(result)
-  print(table)
-  row = dict(result, device=str(result["device"]), wall_time=time.time())
-  print(write_results([row], args.out, table, args.markdown))
+  tables, rows = [], []
+  if not args.skip_overhead:
+    result = measure(args.num_samples, args.batch_size, args.image_size, args.ch,
+                     args.context, args.classifier_path, args.classifier_size, args.repeats)
+    tables.append(format_table(result))
+    print(tables[-1])
+    rows.append(dict(result, device=str(result["device"]), wall_time=time.time()))
+  if args.manifold_n:
+    print(f"precision/recall/density/coverage on {args.manifold_n} x {args.manifold_n} "
+          f"{args.manifold_dim}-d features ...", flush=True)
+    result = measure_manifold(args.manifold_n, args.manifold_n, args.manifold_dim,
+                              args.manifold_repeats)
+    tables.append(format_manifold_table(result))
+    print(tables[-1])
+    rows.append(dict(result, what="manifold", wall_time=time.time()))
+  table = "\n\n".join(tables)
+  print(write_results(rows, args.out, table, args.markdown))
   return table
 
 
