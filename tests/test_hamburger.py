@@ -2,8 +2,9 @@
 
 The hams themselves are checked against NumPy in test_hams.py; here the layer's own
 work is checked: the (B, H, W, S*D) <-> (B*S, D, N) layout, the ReLU, eval_steps, the
-residual, the state it keeps, XLA, dynamic batches, mixed precision, serialisation
-and the argument checks.
+residual, the state it keeps, XLA, dynamic batches and the argument checks. The
+fidelity settings, mixed precision (mixed_bfloat16 against float32) and serialisation
+(get_config, checkpoint and SavedModel round trips) are in test_hamburger_settings.py.
 """
 import numpy as np
 import pytest
