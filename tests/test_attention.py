@@ -34,12 +34,12 @@ def _expected_row_counts(name, n):
     return np.minimum((r // s + 1) * s, n) - r
   if name == "left_repetitive":  # columns s-1, 2s-1, ... plus r unless r is one of them
     return n // s + (r % s != s - 1)
-  if name == "right_repetitive":  # columns 0, s, 2s, ... plus r unless r is one of them
-    return -(-n // s) + (r % s != 0)
+  if name == "right_repetitive":  # columns 0, s, .. up to n - s, plus r unless among them
+    return n // s + ((r % s != 0) | (r > n - s))
   raise AssertionError(name)
 
 
-@pytest.mark.parametrize("grid", [(4, 4), (4, 5), (8, 8)])
+@pytest.mark.parametrize("grid", [(4, 4), (4, 5), (8, 8), (8, 16)])
 def test_ylg_mask_density_per_pattern(grid):
   gh, gw = grid
   n = gh * gw
@@ -56,15 +56,55 @@ def test_ylg_mask_density_per_pattern(grid):
     np.testing.assert_array_equal(counts, _expected_row_counts(name, n))
 
 
-def _rule(name, a, b, s):
-  """Whether 1-D position a sees b, from the written definitions of docs/design.md, 'YLG local attention'."""
+def _rule(name, a, b, s, n):
+  """Whether 1-D position a sees b (of n, stride s), from the written definitions of
+  docs/design.md, 'YLG local attention' (RightRepetitive as the public YLG code builds
+  it: the LeftRepetitive columns moved s - 1 to the left)."""
   if name == "left_floor":
     return a - a % s <= b <= a
   if name == "right_floor":
     return b - b % s <= a <= b
   if name == "left_repetitive":
     return b % s == s - 1 or a == b
-  return b % s == 0 or a == b
+  # b is a LeftRepetitive column (b + s - 1, with (b + s - 1) % s == s - 1) moved left.
+  return ((b + s - 1) % s == s - 1 and b + s - 1 < n) or a == b
+
+
+def _np_rank(gh, gw):
+  """Cell -> position in the Manhattan (ESA) enumeration: by i + j, ties by i."""
+  cells = sorted(itertools.product(range(gh), range(gw)), key=lambda c: (c[0] + c[1], c[0]))
+  return {cell: k for k, cell in enumerate(cells)}
+
+
+def _np_query_masks(height, width, heads, align):
+  """(heads, H*W, n_k) masks of every query pixel, from the definitions alone."""
+  gh, gw = height // 2, width // 2
+  n, s = gh * gw, math.isqrt(gh * gw)
+  rank = _np_rank(gh, gw)
+  names = ["right_floor", "right_repetitive"] * (heads // 4) + [
+      "left_floor", "left_repetitive"] * (heads // 4)
+  masks = np.zeros((heads, height * width, n), np.float32)
+  for q in range(height * width):
+    i, j = divmod(q, width)
+    # cell: the pixel's own 2x2 cell; raster: the grid mask tiled over raster blocks.
+    cell = (i // 2, j // 2) if align == "cell" else divmod(q % n, gw)
+    for key in range(n):
+      for h, name in enumerate(names):
+        masks[h, q, key] = _rule(name, rank[cell], rank[divmod(key, gw)], s, n)
+  return masks
+
+
+def test_right_repetitive_on_a_non_square_grid_is_the_public_codes():
+  # An 8x16 key grid (a 16x32 map): n = 128, s = 11. YLG's RightRepetitive takes the
+  # columns c with c % 11 == 10 (10, 21, ..., 120) moved 10 to the left: 0, 11, ..., 110,
+  # so 121 (a multiple of 11 below 128) is not among them.
+  pattern = attention.pattern_1d("right_repetitive", 128)
+  assert attention.stride_for(128) == 11
+  np.testing.assert_array_equal(np.flatnonzero(pattern[5]), [0, 5, 11, 22, 33, 44, 55,
+                                                             66, 77, 88, 99, 110])
+  assert pattern[121, 121] == 1 and pattern[:121, 121].sum() == 0
+  q = query_masks(16, 32, align="raster")
+  np.testing.assert_array_equal(q, _np_query_masks(16, 32, 8, "raster"))
 
 
 def test_ylg_masks_lay_the_pattern_along_the_manhattan_order():
@@ -75,7 +115,7 @@ def test_ylg_masks_lay_the_pattern_along_the_manhattan_order():
   for h, name in enumerate(head_patterns(8)):
     for qa, qb in itertools.product(range(n), repeat=2):
       cell_a, cell_b = divmod(qa, gw), divmod(qb, gw)  # raster index -> (i, j)
-      want = _rule(name, rank[cell_a], rank[cell_b], s)
+      want = _rule(name, rank[cell_a], rank[cell_b], s, n)
       assert masks[h, qa, qb] == float(want), (name, cell_a, cell_b)
 
 
@@ -196,7 +236,7 @@ def test_local_attention_matches_numpy_with_masks(align):
   layer.build(x.shape)
   _exact_u(layer)
   layer.residual_scale.assign(-0.6)
-  masks = query_masks(8, 8, heads=8, align=align)  # (8, 64, 16), materialised per query
+  masks = _np_query_masks(8, 8, heads=8, align=align)  # (8, 64, 16), from the definitions
   want, want_attn = _np_self_attention(layer, x, masks=masks, heads=8)
   got = layer(tf.constant(x), training=False).numpy()
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
