@@ -46,10 +46,15 @@ Flags (each can also be set by the environment variable in brackets):
                         VM (the watcher then runs on its host CPU, as the TPU is
                         held by training). Another VM is created if needed and the
                         watcher uses its TPU (--tpu=local). [HAMGAN_EVAL_TPU_NAME]
-  --accelerator=TYPE    TPU type. Default: v3-8. [HAMGAN_ACCELERATOR]
+  --accelerator=TYPE    TPU type: v3-8 (one host, the default) or a pod slice such
+                        as v3-32 (4 hosts; every command then runs on all of them,
+                        the same command on each, and host 0 writes the run's
+                        files). [HAMGAN_ACCELERATOR]
   --runtime_version=V   TPU software version; must match the TensorFlow pin in
                         constraints.txt so pip keeps the VM's TPU build of TF.
-                        Default: tpu-vm-tf-2.15.1-pjrt. [HAMGAN_RUNTIME_VERSION]
+                        Default: tpu-vm-tf-2.15.1-pjrt, or
+                        tpu-vm-tf-2.15.1-pod-pjrt for a pod slice.
+                        [HAMGAN_RUNTIME_VERSION]
   --spot                Create a Spot VM (cheaper, can be reclaimed; training
                         resumes from its last checkpoint when restarted).
                         [HAMGAN_SPOT=1]
@@ -84,7 +89,7 @@ EVAL_ARGS=${HAMGAN_EVAL_ARGS:-}
 TPU_NAME=${HAMGAN_TPU_NAME:-hamgan-v3}
 EVAL_TPU_NAME=${HAMGAN_EVAL_TPU_NAME:-}
 ACCELERATOR=${HAMGAN_ACCELERATOR:-v3-8}
-RUNTIME_VERSION=${HAMGAN_RUNTIME_VERSION:-tpu-vm-tf-2.15.1-pjrt}
+RUNTIME_VERSION=${HAMGAN_RUNTIME_VERSION:-}
 SPOT=${HAMGAN_SPOT:-0}
 PREEMPTIBLE=${HAMGAN_PREEMPTIBLE:-0}
 SOURCE=${HAMGAN_SOURCE:-copy}
@@ -164,6 +169,25 @@ for vm in "$TPU_NAME" "${EVAL_TPU_NAME:-$TPU_NAME}"; do
   fi
 done
 
+if [[ ! $ACCELERATOR =~ ^v[0-9]+[a-z]*-([0-9]+)$ ]]; then
+  hg_die "--accelerator=$ACCELERATOR is not a TPU type such as v3-8 or v3-32."
+fi
+# More than 8 cores is a pod slice: several hosts, the -pod runtime, and the TPU
+# addressed by name (each host's hamgan-train joins the whole slice).
+POD=0
+if ((BASH_REMATCH[1] > 8)); then
+  POD=1
+fi
+if [[ -z $RUNTIME_VERSION ]]; then
+  if [[ $POD == 1 ]]; then
+    RUNTIME_VERSION="tpu-vm-tf-2.15.1-pod-pjrt"
+  else
+    RUNTIME_VERSION="tpu-vm-tf-2.15.1-pjrt"
+  fi
+fi
+if [[ $POD == 1 && $RUNTIME_VERSION != *-pod* ]]; then
+  hg_die "--accelerator=$ACCELERATOR is a pod slice but --runtime_version=$RUNTIME_VERSION is not a -pod runtime; pass e.g. --runtime_version=tpu-vm-tf-2.15.1-pod-pjrt."
+fi
 BUCKET=$(hg_bucket_name "$BUCKET")
 RUN_NAME=${RUN_NAME:-$EXPERIMENT}
 DATA_DIR=${DATA_DIR:-gs://$BUCKET/tfds}
@@ -187,10 +211,12 @@ if [[ $COMMAND == train && ! -f $REPO_ROOT/gin_configs/$EXPERIMENT.gin ]]; then
   hg_info "warning: gin_configs/$EXPERIMENT.gin is not in this checkout; the VM must have it."
 fi
 
-# ssh NAME COMMAND: runs a shell command on every worker of the VM.
+# ssh NAME COMMAND: runs a shell command on every worker (host) of the VM, or on the
+# hosts named by REMOTE_WORKERS (e.g. 0: the evaluation watcher runs once per slice).
+REMOTE_WORKERS=all
 remote() {
   local vm=$1 command=$2
-  hg_run "${GCLOUD_TPU[@]}" ssh "$vm" "${WHERE[@]}" --worker=all --command="$command"
+  hg_run "${GCLOUD_TPU[@]}" ssh "$vm" "${WHERE[@]}" --worker="$REMOTE_WORKERS" --command="$command"
 }
 
 # Creates the VM, or reuses it (starting it if stopped, re-creating it if preempted).
@@ -281,7 +307,11 @@ case $COMMAND in
   train)
     ensure_vm "$TPU_NAME"
     install_hamgan "$TPU_NAME"
-    train=(hamgan-train --gin_file="gin_configs/$EXPERIMENT.gin" --model_dir="$MODEL_DIR" --tpu=local
+    tpu=local
+    if [[ $POD == 1 ]]; then
+      tpu=$TPU_NAME
+    fi
+    train=(hamgan-train --gin_file="gin_configs/$EXPERIMENT.gin" --model_dir="$MODEL_DIR" --tpu="$tpu"
       --gin_param="$DATA_DIR_BINDING = '$DATA_DIR'")
     for binding in "${GIN_PARAMS[@]}"; do
       train+=(--gin_param="$binding")
@@ -304,6 +334,9 @@ case $COMMAND in
       evaluate+=("${extra[@]}")
     fi
     log="$REMOTE_LOGS/$RUN_NAME.eval.log"
+    if [[ $EVAL_TPU_NAME == "$TPU_NAME" && $POD == 1 ]]; then
+      REMOTE_WORKERS=0  # one watcher per run, on host 0 of the slice
+    fi
     start_session "$EVAL_TPU_NAME" "hamgan-eval-$RUN_NAME" "$log" "${evaluate[@]}"
     follow_help "$EVAL_TPU_NAME" "hamgan-eval-$RUN_NAME" "$log"
     ;;

@@ -12,6 +12,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TPU = os.path.join(REPO, "launch", "tpu_v3.sh")
 GPU = os.path.join(REPO, "launch", "gpu.sh")
+MULTIHOST = os.path.join(REPO, "launch", "multihost.sh")
 BIN = os.path.dirname(sys.executable)
 GCLOUD = ["gcloud", "compute", "tpus", "tpu-vm"]
 WHERE = ["--project=p1", "--zone=europe-west4-a"]
@@ -59,7 +60,7 @@ def _tool_argv(inner, tool):
 
 def test_shellcheck_passes():
   shellcheck = os.path.join(BIN, "shellcheck")
-  scripts = ["launch/tpu_v3.sh", "launch/gpu.sh", "launch/common.sh"]
+  scripts = ["launch/tpu_v3.sh", "launch/gpu.sh", "launch/multihost.sh", "launch/common.sh"]
   res = subprocess.run([shellcheck, "-x", *scripts], cwd=REPO, capture_output=True, text=True)
   assert res.returncode == 0, res.stdout + res.stderr
   # The checker does find faults (the test could fail).
@@ -340,6 +341,123 @@ def test_gpu_real_start_status_stop(tmp_path):
     assert not any(_alive(p) for p in pids)
     assert not (logs / "train.pid").exists()
     assert "not running" in _run(GPU, "status", *args, tmp_path=tmp_path).stdout
+  finally:
+    for p in pids:   # only the processes this test started
+      if _alive(p):
+        os.kill(p, 9)
+
+
+def test_tpu_pod_slice_dry_run_runs_the_same_command_on_every_host(tmp_path):
+  res = _run(TPU, "train", *BASE, "--accelerator=v3-32", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 0, res.stderr
+  cmds = _commands(res.stdout)
+  vm = "hamgan-v3"
+  assert cmds[1] == GCLOUD + ["create", vm] + WHERE + [
+      "--accelerator-type=v3-32", "--version=tpu-vm-tf-2.15.1-pod-pjrt"]
+  # Copy, install and train: each on every host of the slice, one command for all.
+  assert cmds[3][-1] == "--worker=all" and cmds[4][-2] == "--worker=all"
+  assert cmds[5][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=all"]
+  train, _ = _tool_argv(_tmux_inner(_remote(cmds[5]), "hamgan-train-imagenet128_hamgan_baby"),
+                        "hamgan-train")
+  assert f"--tpu={vm}" in train  # the slice by name, not one host's local TPU
+  # The evaluation watcher runs once, on host 0.
+  res = _run(TPU, "eval", *BASE, "--accelerator=v3-32", "--dry_run", tmp_path=tmp_path)
+  assert _commands(res.stdout)[-1][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=0"]
+  # A single-host slice keeps the plain runtime; a pod with it is refused with the fix.
+  res = _run(TPU, "create", *BASE, "--accelerator=v3-32",
+             "--runtime_version=tpu-vm-tf-2.15.1-pjrt", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 2 and "--runtime_version=tpu-vm-tf-2.15.1-pod-pjrt" in res.stderr
+  res = _run(TPU, "create", *BASE, "--accelerator=v3", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 2 and "not a TPU type" in res.stderr
+
+
+def _worker_env(command):
+  """(TF_CONFIG dict, hamgan-train argv) of one `ssh HOST CMD` line of multihost.sh."""
+  words = shlex.split(command)
+  config = next(w for w in words if w.startswith("TF_CONFIG="))
+  start = words.index("nohup") + 1
+  end = next(i for i, w in enumerate(words) if w.startswith(">>"))
+  return json.loads(config[len("TF_CONFIG="):]), words[start:end]
+
+
+def test_multihost_dry_run_gives_each_host_its_tf_config(tmp_path):
+  res = _run(MULTIHOST, "start", "--hosts=me@gpu-a,gpu-b,gpu-c", "--port=4000",
+             "--experiment=imagenet128_sagan", "--model_dir=gs://bkt/runs/s",
+             "--gin_param=train.num_steps = 10", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 0, res.stderr
+  cmds = _commands(res.stdout)
+  assert [c[:2] for c in cmds] == [["ssh", "me@gpu-a"], ["ssh", "gpu-b"], ["ssh", "gpu-c"]]
+  argvs = []
+  for i, cmd in enumerate(cmds):
+    config, argv = _worker_env(cmd[2])
+    assert config == {"cluster": {"worker": ["gpu-a:4000", "gpu-b:4000", "gpu-c:4000"]},
+                      "task": {"type": "worker", "index": i}}
+    argvs.append(argv)
+  # The same command on every host.
+  assert argvs[0] == argvs[1] == argvs[2] == [
+      "hamgan-train", "--gin_file=gin_configs/imagenet128_sagan.gin",
+      "--model_dir=gs://bkt/runs/s", "--gin_param=train.num_steps = 10"]
+  stop = _commands(_run(MULTIHOST, "stop", "--hosts=a,b", "--dry_run",
+                        tmp_path=tmp_path).stdout)
+  assert all("kill -TERM" in c[2] for c in stop) and len(stop) == 2
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--hosts=a"], "at least two hosts"),
+    (["--hosts=a,b", "--model_dir=runs/x"], "is relative"),
+    (["--hosts=a,b", "--port=70000"], "not a TCP port"),
+    (["--hosts=a,b", "--model_dir=/x", "--bogus=1"], "unknown flag"),
+])
+def test_multihost_bad_settings_are_named(tmp_path, args, fragment):
+  res = _run(MULTIHOST, "start", "--experiment=e", "--model_dir=/shared/r", *args,
+             "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 2 and fragment in res.stderr, res.stderr
+
+
+def test_multihost_real_start_and_stop_with_fake_ssh(tmp_path):
+  """start runs each worker (through a fake ssh: a local shell) with its TF_CONFIG; stop
+  sends SIGTERM."""
+  bindir = tmp_path / "bin"
+  bindir.mkdir()
+  ssh = bindir / "fake-ssh"
+  ssh.write_text("#!/bin/bash\nshift\nexec bash -c \"$1\"\n")
+  train = bindir / "fake-train"
+  train.write_text(
+      "#!/bin/bash\n"
+      "i=$(python3 -c 'import json,os; print(json.loads(os.environ[\"TF_CONFIG\"])"
+      "[\"task\"][\"index\"])')\n"
+      "echo \"$TF_CONFIG\" > \"$FAKE_OUT/worker-$i.json\"\n"
+      "trap 'echo TERM > \"$FAKE_OUT/worker-$i.term\"; exit 0' TERM\n"
+      "while true; do sleep 0.1; done\n")
+  for f in (ssh, train):
+    f.chmod(0o755)
+  out = tmp_path / "out"
+  out.mkdir()
+  args = ["--hosts=h0,h1", f"--ssh={ssh}", f"--remote_bin={train}",
+          f"--remote_dir={tmp_path}", "--experiment=e", "--model_dir=/shared/run"]
+  env = dict(HOME=str(tmp_path), FAKE_OUT=str(out))
+  res = _run(MULTIHOST, "start", *args, tmp_path=tmp_path, **env)
+  pids = []
+  try:
+    assert res.returncode == 0, res.stderr
+    logs = tmp_path / "hamgan-logs"
+    pids = [int((logs / f"e.worker-{i}.pid").read_text()) for i in range(2)]
+    deadline = time.time() + 30
+    while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
+      time.sleep(0.1)
+    for i in range(2):
+      config = json.loads((out / f"worker-{i}.json").read_text())
+      assert config["task"]["index"] == i
+      assert config["cluster"]["worker"] == ["h0:23456", "h1:23456"]
+    again = _run(MULTIHOST, "start", *args, tmp_path=tmp_path, **env)
+    assert again.returncode != 0 and "already runs" in again.stderr
+    res = _run(MULTIHOST, "stop", *args, tmp_path=tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in pids):
+      time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    assert sorted(p.name for p in out.glob("*.term")) == ["worker-0.term", "worker-1.term"]
   finally:
     for p in pids:   # only the processes this test started
       if _alive(p):
