@@ -22,11 +22,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import glob
+
+from hamgan import checkpoints
 from hamgan import models
 from hamgan.cli import train as train_cli
 from hamgan.evaluation import evaluator
 from hamgan.training import fault_tolerance as ft
 from hamgan.training import trainer as trainer_lib
+from hamgan.training.hooks import Action, Hook
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +77,7 @@ def _listed(model_dir):
 
 
 def _step_of(path):
-  return int(_read_all(path)[ft.STEP_KEY])
+  return int(_read_all(path)[checkpoints.STEP_KEY])
 
 
 def _data_file(path):
@@ -150,11 +154,11 @@ def test_make_hooks_order_guard_first():
 def test_signal_hook_flags_the_signal_and_restores_handlers():
   before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
   with ft.SignalHook() as hook:
-    assert hook.after_loop(None, 3, {}) is False
+    assert hook.after_loop(None, 3, {}) is Action.CONTINUE
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.05)  # the handler runs at the next bytecode boundary
     assert hook.received == signal.SIGTERM and hook.signal_name == "SIGTERM"
-    assert hook.after_loop(None, 3, {}) is True
+    assert hook.after_loop(None, 3, {}) is Action.STOP
     os.kill(os.getpid(), signal.SIGTERM)  # a second one gives the old handler back
     time.sleep(0.05)
     assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
@@ -175,37 +179,37 @@ def test_newest_good_checkpoint_skips_damaged_ones_and_deletes_nothing(tmp_path,
     step.assign(s)
     manager.save(checkpoint_number=s)
   paths = {s: os.path.join(directory, f"ckpt-{s}") for s in (1, 2, 3, 4)}
-  assert ft.newest_good_checkpoint(directory) == (paths[4], 4)
+  assert checkpoints.newest_good_checkpoint(directory) == (paths[4], 4)
 
   _truncate(paths[4])  # a half-written data file
   with caplog.at_level(logging.WARNING):
-    assert ft.newest_good_checkpoint(directory) == (paths[3], 3)
+    assert checkpoints.newest_good_checkpoint(directory) == (paths[3], 3)
   text = caplog.text
   assert f"{paths[4]} is unusable" in text and "left on disk" in text
   assert f"using checkpoint {paths[3]} (step 3) instead of the newer ckpt-4" in text
 
   os.remove(paths[3] + ".index")  # a missing index
   os.remove(_data_file(paths[2]))  # a missing shard
-  assert ft.newest_good_checkpoint(directory) == (paths[1], 1)
-  assert ft.checkpoint_problem(paths[2]) is not None
+  assert checkpoints.newest_good_checkpoint(directory) == (paths[1], 1)
+  assert checkpoints.checkpoint_problem(paths[2]) is not None
 
   w.assign(tf.fill([1000], np.nan))  # a non-finite checkpoint is never used either
   step.assign(5)
   manager.save(checkpoint_number=5)
-  assert "w/.ATTRIBUTES/VARIABLE_VALUE holds NaN/Inf" in ft.checkpoint_problem(
+  assert "w/.ATTRIBUTES/VARIABLE_VALUE holds NaN/Inf" in checkpoints.checkpoint_problem(
       os.path.join(directory, "ckpt-5"))
-  assert ft.newest_good_checkpoint(directory) == (paths[1], 1)
+  assert checkpoints.newest_good_checkpoint(directory) == (paths[1], 1)
 
   # A damaged `checkpoint` state file: the ckpt-N.index files are looked at instead.
   with open(os.path.join(directory, "checkpoint"), "w") as f:
     f.write("model_checkpoint_path: {{{ garbage")
-  assert ft.newest_good_checkpoint(directory) == (paths[1], 1)
+  assert checkpoints.newest_good_checkpoint(directory) == (paths[1], 1)
   # Nothing was deleted.
   assert os.path.exists(_data_file(paths[4])) and os.path.exists(_data_file(paths[3]))
   for s in (1, 3, 4):
     os.remove(_data_file(paths[s]))
   os.remove(os.path.join(directory, "ckpt-5.index"))
-  assert ft.newest_good_checkpoint(directory) == (None, 0)
+  assert checkpoints.newest_good_checkpoint(directory) == (None, 0)
 
 
 def test_truncated_latest_checkpoint_restart_uses_the_one_before(tmp_path, caplog):
@@ -239,7 +243,7 @@ def test_truncated_latest_checkpoint_restart_uses_the_one_before(tmp_path, caplo
 # ------------------------------------------------------------------ divergence
 
 
-class _NaNWeightOnce(trainer_lib.Hook):
+class _NaNWeightOnce(Hook):
   """Test fault: after the loop that reaches `step`, one D weight becomes NaN, once."""
 
   def __init__(self, step):
@@ -250,7 +254,7 @@ class _NaNWeightOnce(trainer_lib.Hook):
       self.done = True
       v = trainer.discriminator.trainable_variables[0]
       v.assign(tf.fill(tf.shape(v), np.float32("nan")))
-    return False
+    return Action.CONTINUE
 
 
 def test_guard_vetoes_non_finite_saves_and_rolls_back_with_lower_rates(tmp_path, caplog):
@@ -261,7 +265,8 @@ def test_guard_vetoes_non_finite_saves_and_rolls_back_with_lower_rates(tmp_path,
   # The veto: a non-finite weight is named and nothing is saved.
   guard = ft.DivergenceGuard()
   ok = {"d_loss": 1.0, "g_loss": 0.5, "d_real": 0.1, "d_fake": -0.1}
-  assert guard.before_save(trainer, 2, ok) is True and guard.after_loop(trainer, 2, ok) is False
+  assert guard.before_save(trainer, 2, ok) is Action.SAVE
+  assert guard.after_loop(trainer, 2, ok) is Action.CONTINUE
   v = trainer.discriminator.trainable_variables[0]
   kept = v.numpy()
   v.assign(tf.fill(tf.shape(v), np.float32("inf")))
@@ -471,6 +476,11 @@ def _check_every_listed_checkpoint_reads(model_dir):
   return [_step_of(p) for p in present]
 
 
+def _temp_dirs(checkpoint_dir):
+  """ckpt-N_temp* folders that a kill during a save leaves behind."""
+  return sorted(glob.glob(os.path.join(checkpoint_dir, "*_temp*")))
+
+
 @pytest.mark.slow
 def test_kill_9_at_five_points_always_resumes_from_the_last_complete_checkpoint(
     tmp_path, data_dir):
@@ -480,13 +490,13 @@ def test_kill_9_at_five_points_always_resumes_from_the_last_complete_checkpoint(
   target = 60
   args = _cli(model_dir, data_dir, f"train.num_steps = {target}",
               "train.steps_per_loop = 1", "train.log_every = 1")  # every step is logged
-  checkpoints = os.path.join(model_dir, "checkpoints")
+  checkpoint_dir = os.path.join(model_dir, "checkpoints")
 
   def kill_when_a_save_is_in_flight(run):
     # A save writes ckpt-N_temp/ first, then renames; SIGKILL as soon as one shows.
     run.wait_for(r"step \d+/")
     deadline = time.time() + 60
-    while time.time() < deadline and not ft.leftover_temp_dirs(checkpoints):
+    while time.time() < deadline and not _temp_dirs(checkpoint_dir):
       time.sleep(0.001)
     run.proc.kill()
 
@@ -512,7 +522,7 @@ def test_kill_9_at_five_points_always_resumes_from_the_last_complete_checkpoint(
     if "starting at step" in text:
       assert _start_step(text) == expected_start, (where, text[-2000:])
     steps = _check_every_listed_checkpoint_reads(model_dir)  # the pointer names whole files
-    temp = ft.leftover_temp_dirs(checkpoints)
+    temp = _temp_dirs(checkpoint_dir)
     reached = max([int(s) for s in re.findall(r"step (\d+)/", text)] or [0])
     expected_start = steps[-1] if steps else 0
     if i == len(kill_points) - 1:
@@ -585,7 +595,6 @@ def test_sigint_saves_the_current_step_and_exits_130(tmp_path, data_dir):
 
 def test_checkpoints_are_found_under_a_relative_model_dir(tmp_path, monkeypatch):
   """`--model_dir=runs/x` (relative, as the README writes it) must resume and evaluate."""
-  from hamgan.evaluation import run_dir
   monkeypatch.chdir(tmp_path)
   step = tf.Variable(0, dtype=tf.int64)
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step),
@@ -593,6 +602,6 @@ def test_checkpoints_are_found_under_a_relative_model_dir(tmp_path, monkeypatch)
   for n in (2, 4):
     step.assign(n)
     manager.save(checkpoint_number=n)
-  path, found_step = ft.newest_good_checkpoint(os.path.join("runs", "x", "checkpoints"))
+  path, found_step = checkpoints.newest_good_checkpoint(os.path.join("runs", "x", "checkpoints"))
   assert os.path.basename(path) == "ckpt-4" and found_step == 4
-  assert [s for s, _ in run_dir.list_checkpoints(os.path.join("runs", "x"))] == [2, 4]
+  assert [s for s, _ in checkpoints.list_checkpoints(os.path.join("runs", "x"))] == [2, 4]

@@ -96,7 +96,7 @@ def settings_from_flags(fv):
 def evaluate(fv, strategy=None, write=None):
   """Runs what the flags ask for; returns the new result rows."""
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   settings = settings_from_flags(fv)
   if strategy is None:
     from hamgan.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
@@ -107,7 +107,7 @@ def evaluate(fv, strategy=None, write=None):
   if fv.all:
     return ev.evaluate_all()
   ev.checkpoints()  # a clear error when there is none
-  row = ev.evaluate(run_dir.find_checkpoint(fv.model_dir, fv.checkpoint))
+  row = ev.evaluate(checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint))
   return [row] if row is not None else []  # same steps as evaluator.evaluate_checkpoint
 
 

@@ -92,10 +92,11 @@ def write_samples(out, images, labels, z):
 
 def sample(fv):
   """Restores G as the flags say and writes the samples; returns the written paths."""
+  from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
   if fv.num_samples <= 0:
     raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
-  path = run_dir.find_checkpoint(fv.model_dir, fv.checkpoint)
+  path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
   generator = run_dir.build_generator_from_config(fv.model_dir)
   key = run_dir.restore_generator(generator, path, fv.use_ema)
   classes = parse_classes(fv.classes, int(generator.num_classes))

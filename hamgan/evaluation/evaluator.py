@@ -20,13 +20,13 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from hamgan import checkpoints
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import run_dir
-from hamgan.training import fault_tolerance
 
 RESULTS = os.path.join("eval", "results.jsonl")
 
@@ -178,10 +178,10 @@ class Evaluator:
     if not tf.io.gfile.isdir(self.model_dir):
       raise ValueError(f"model_dir={self.model_dir!r} is not a directory; pass the "
                        "directory that hamgan-train wrote (or --watch to wait for it).")
-    found = run_dir.list_checkpoints(self.model_dir)
+    found = checkpoints.list_checkpoints(self.model_dir)
     if not found:
       raise ValueError(
-          f"no checkpoint in {os.path.join(self.model_dir, run_dir.CHECKPOINT_DIR)}; "
+          f"no checkpoint in {os.path.join(self.model_dir, checkpoints.CHECKPOINT_DIR)}; "
           "expected "
           "ckpt-N files written by hamgan-train. Train first, or pass the right "
           "--model_dir (or --watch to wait for them).")
@@ -195,7 +195,7 @@ class Evaluator:
     s = self.settings
     start = time.time()
     key = run_dir.restore_generator(self.generator, checkpoint_path, s.use_ema)
-    step = run_dir.checkpoint_step(checkpoint_path)
+    step = checkpoints.checkpoint_step(checkpoint_path)
     row_key = (step, self.protocol(), self.classifier.identity, key)
     if row_key in self.done_keys() and not s.force:
       logging.info("step %d (%s) already evaluated under %s; skipping (--force redoes it).",
@@ -237,7 +237,7 @@ class Evaluator:
     while True:
       done = tf.io.gfile.exists(os.path.join(self.model_dir, run_dir.TRAINING_DONE))
       try:
-        listed = run_dir.list_checkpoints(self.model_dir)
+        listed = checkpoints.list_checkpoints(self.model_dir)
       except tf.errors.NotFoundError:  # the trainer has not created model_dir yet
         listed = []
       pending = [(st, p) for st, p in listed if p not in seen]
@@ -250,7 +250,7 @@ class Evaluator:
             logging.warning("checkpoint %s vanished before evaluation (%s); skipped.", path,
                             e)
             continue
-          if fault_tolerance.checkpoint_problem(path, require_finite=False) is None:
+          if checkpoints.checkpoint_problem(path, require_finite=False) is None:
             raise  # the checkpoint reads back whole: the error is not its damage
           # A truncated or partial checkpoint: the trainer restores past it as well.
           logging.warning("checkpoint %s is damaged (%s: %s); skipped.", path,
@@ -275,7 +275,7 @@ def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None
   """
   ev = Evaluator(model_dir, settings or EvalSettings(), strategy=strategy, **kwargs)
   ev.checkpoints()  # a clear error when there is none
-  return ev.evaluate(run_dir.find_checkpoint(model_dir, checkpoint))
+  return ev.evaluate(checkpoints.find_checkpoint(model_dir, checkpoint))
 
 
 def _hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):

@@ -1,7 +1,7 @@
 """The training run directory as hamgan-train writes it (docs/architecture.md).
 
-model_dir/checkpoints/ckpt-N (tf.train.CheckpointManager; keys generator,
-ema_generator, ...), model_dir/operative_config.gin (rebuilds G), TRAINING_DONE.
+model_dir/operative_config.gin (rebuilds G), TRAINING_DONE, and G's weights from a
+checkpoint (the checkpoints themselves are listed and checked by hamgan.checkpoints).
 Reading it needs no TF-GAN, so hamgan-sample uses this module alone.
 """
 import hashlib
@@ -12,31 +12,9 @@ import tensorflow as tf
 
 from hamgan import run_config
 
-CHECKPOINT_DIR = "checkpoints"
 OPERATIVE_CONFIG = run_config.OPERATIVE_CONFIG
 TRAINING_DONE = "TRAINING_DONE"
 GENERATOR_KEYS = ("ema_generator", "generator")
-
-
-def list_checkpoints(model_dir):
-  """[(step, path)] of every checkpoint in model_dir/checkpoints, by step."""
-  ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
-  state = tf.train.get_checkpoint_state(ckpt_dir)
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  found = []
-  for path in paths:  # get_checkpoint_state already joined relative entries to ckpt_dir
-    if tf.io.gfile.exists(path + ".index"):
-      found.append((checkpoint_step(path), path))
-  return sorted(found)
-
-
-def checkpoint_step(path):
-  """The training step stored in the checkpoint (its `step` variable), else ckpt-N's N."""
-  try:
-    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-  except (tf.errors.NotFoundError, ValueError):
-    match = re.search(r"-(\d+)$", path)
-    return int(match.group(1)) if match else -1
 
 
 def config_sha256(model_dir):
@@ -161,29 +139,3 @@ def config_value(model_dir, binding):
   if isinstance(value, (run_config.Reference, bool)):
     return None
   return value if isinstance(value, (str, int)) else None
-
-
-def find_checkpoint(model_dir, checkpoint=None):
-  """A checkpoint path: the latest, or `checkpoint` given as a path, 'ckpt-N' or a step.
-
-  Raises:
-    ValueError: no checkpoint at all, or none matching `checkpoint`.
-  """
-  found = list_checkpoints(model_dir)
-  ckpt_dir = os.path.join(model_dir, CHECKPOINT_DIR)
-  if checkpoint is None:
-    if not found:
-      raise ValueError(
-          f"no checkpoint in {ckpt_dir}; expected ckpt-N files written by hamgan-train. "
-          "Train first, or pass the right --model_dir.")
-    return found[-1][1]
-  text = str(checkpoint)
-  for candidate in (text, os.path.join(ckpt_dir, text)):
-    if tf.io.gfile.exists(candidate + ".index"):
-      return candidate
-  for step, path in found:
-    if text.isdigit() and int(text) == step:
-      return path
-  raise ValueError(
-      f"checkpoint={text!r} is neither a checkpoint path, a name in {ckpt_dir} nor a "
-      f"step of one; available steps: {[s for s, _ in found] or 'none'}.")

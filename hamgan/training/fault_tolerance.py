@@ -13,9 +13,8 @@ last checkpoint, and from ever producing a checkpoint that cannot be used:
   and the metric or variable named, and vetoes any save of non-finite values;
   optionally it rolls back to the newest good checkpoint and continues with
   smaller learning rates, a bounded number of times.
-* `newest_good_checkpoint`: the newest checkpoint whose every tensor reads back
-  (and is finite), skipping truncated or partial ones with a log line; the
-  trainer restores from it.
+* Restores go through `hamgan.checkpoints.newest_good_checkpoint`: the newest
+  checkpoint whose every tensor reads back (and is finite).
 * `PoisonData`: a fault-injection tool for tests (NaN images from a given step).
 
 `tf.distribute.experimental.PreemptionCheckpointHandler` is the TF tool for
@@ -25,8 +24,6 @@ one TPU VM) gets the same behaviour from the signal flag checked between loops.
 See docs/reliability.md.
 """
 import dataclasses
-import glob
-import os
 import signal
 from typing import Optional
 
@@ -35,9 +32,9 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from hamgan.training import trainer as trainer_lib
-
-STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+from hamgan import checkpoints
+from hamgan.training import hooks as hooks_lib
+from hamgan.training.hooks import Action
 
 
 class DivergenceError(RuntimeError):
@@ -86,8 +83,8 @@ class FaultToleranceConfig:
 def make_hooks(config=None):
   """The hooks for `Trainer.train`, in the order they must run.
 
-  The guard comes first: `any()`/`all()` in the trainer stop at the first hook
-  that stops or vetoes, and a NaN must be caught even in the loop a signal ends.
+  The guard comes first: its DivergenceError ends training before any later hook
+  runs, so a NaN is caught even in the loop a signal ends.
   The signal hook is returned un-installed; use it as a context manager.
   """
   config = config or FaultToleranceConfig()
@@ -103,7 +100,7 @@ def make_hooks(config=None):
 # ------------------------------------------------------------------ signals
 
 
-class SignalHook(trainer_lib.Hook):
+class SignalHook(hooks_lib.Hook):
   """Stops training after the current loop when SIGTERM or SIGINT arrives.
 
   The trainer then writes its final checkpoint at the current step (unless
@@ -149,10 +146,10 @@ class SignalHook(trainer_lib.Hook):
   def after_loop(self, trainer, step, metrics):
     del trainer, metrics
     if self.received is None:
-      return False
+      return Action.CONTINUE
     logging.warning("%s received: writing a checkpoint at step %d and stopping; run the "
                     "same command again to resume.", self.signal_name, step)
-    return True
+    return Action.STOP
 
 
 # ------------------------------------------------------------------ divergence
@@ -172,7 +169,7 @@ def _float_variables(trainer):
   return found
 
 
-class DivergenceGuard(trainer_lib.Hook):
+class DivergenceGuard(hooks_lib.Hook):
   """Stops (or rolls back) a run whose losses or weights are no longer finite.
 
   Args:
@@ -229,19 +226,19 @@ class DivergenceGuard(trainer_lib.Hook):
     problem = self.problem(trainer, metrics)
     if problem is not None:
       self._diverged(trainer, step, problem)
-    return False
+    return Action.CONTINUE
 
   def before_save(self, trainer, step, metrics):
     if self._skip_save_at != step:
       problem = self.problem(trainer, metrics)
       if problem is None:
-        return True
+        return Action.SAVE
       self._diverged(trainer, step, problem)
     # Rolled back: the weights are an older step's, not worth saving under this one.
-    return False
+    return Action.SKIP_SAVE
 
   def _message(self, trainer, step, problem):
-    path, good_step = newest_good_checkpoint(trainer.checkpoint_dir, quiet=True)
+    path, good_step = checkpoints.newest_good_checkpoint(trainer.checkpoint_dir, quiet=True)
     kept = (f"the last good checkpoint {path} (step {good_step}) is kept"
             if path else "no checkpoint had been written yet")
     tried = f" after {len(self.rollbacks)} rollback(s)" if self.rollbacks else ""
@@ -251,7 +248,7 @@ class DivergenceGuard(trainer_lib.Hook):
             "learning rates times fault_tolerance.rollback_lr_factor.")
 
   def _roll_back(self, trainer, step, problem):
-    path, good_step = newest_good_checkpoint(trainer.checkpoint_dir)
+    path, good_step = checkpoints.newest_good_checkpoint(trainer.checkpoint_dir)
     if path is None:
       return False
     rates = {opt: float(opt.learning_rate.numpy()) * self.lr_factor
@@ -269,90 +266,10 @@ class DivergenceGuard(trainer_lib.Hook):
     return True
 
 
-# ------------------------------------------------------------------ checkpoints
-
-
-def checkpoint_problem(path, require_finite=True):
-  """Why the checkpoint at `path` (a ckpt-N prefix) cannot be used, or None.
-
-  Reads every tensor back: a truncated data file, a missing shard or index, or
-  (with `require_finite`) non-finite float values, which the guard never saves,
-  make it unusable.
-  """
-  try:
-    reader = tf.train.load_checkpoint(path)
-    for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
-      value = reader.get_tensor(name)
-      if require_finite and dtype.is_floating and not np.all(np.isfinite(value)):
-        return f"{name} holds NaN/Inf"
-  except (tf.errors.OpError, ValueError, OSError, IndexError) as e:
-    # A truncated data file surfaces as IndexError("Read less bytes than requested").
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first_line[:200]}"
-  return None
-
-
-def _candidates(checkpoint_dir):
-  """Checkpoint prefixes, newest first: the state file's list, or ckpt-N.index files."""
-  paths = []
-  try:
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-  except (tf.errors.OpError, ValueError) as e:  # a damaged `checkpoint` state file
-    logging.warning("checkpoint state in %s is unreadable (%s); looking at the files.",
-                    checkpoint_dir, e)
-    state = None
-  if state is not None:
-    paths = list(state.all_model_checkpoint_paths)
-    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
-      paths.append(state.model_checkpoint_path)
-    # get_checkpoint_state already joined relative entries to checkpoint_dir (joining
-    # again broke relative model_dirs such as runs/x).
-  elif tf.io.gfile.isdir(checkpoint_dir):
-    paths = [p[:-len(".index")] for p in
-             tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-*.index"))]
-
-  def number(p):
-    tail = os.path.basename(p).rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
-  return sorted(set(paths), key=number, reverse=True)
-
-
-def newest_good_checkpoint(checkpoint_dir, quiet=False):
-  """(path, step) of the newest usable checkpoint in checkpoint_dir, or (None, 0).
-
-  Unusable ones are skipped with a warning naming each and why; nothing is
-  deleted (the trainer later overwrites a damaged ckpt-N when it saves step N
-  again, and CheckpointManager's retention removes old ones as usual).
-  """
-  skipped = []
-  for path in _candidates(checkpoint_dir):
-    problem = checkpoint_problem(path)
-    if problem is not None:
-      skipped.append(path)
-      if not quiet:
-        logging.warning("checkpoint %s is unusable (%s); skipped, left on disk.", path,
-                        problem)
-      continue
-    step = int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
-    if skipped and not quiet:
-      logging.warning("using checkpoint %s (step %d) instead of the newer %s.", path, step,
-                      ", ".join(os.path.basename(p) for p in skipped))
-    return path, step
-  if skipped and not quiet:
-    logging.warning("no usable checkpoint in %s (skipped %s); starting from step 0.",
-                    checkpoint_dir, ", ".join(os.path.basename(p) for p in skipped))
-  return None, 0
-
-
-def leftover_temp_dirs(checkpoint_dir):
-  """ckpt-N_temp* folders a kill during a save leaves behind (never named as latest)."""
-  return sorted(glob.glob(os.path.join(checkpoint_dir, "*_temp*")))
-
-
 # ------------------------------------------------------------------ fault injection
 
 
-class PoisonData(trainer_lib.Hook):
+class PoisonData(hooks_lib.Hook):
   """FAULT INJECTION (tests only): from `step` on, every real image is NaN.
 
   After the loop that reaches `step`, swaps the trainer's input iterator for
@@ -367,7 +284,7 @@ class PoisonData(trainer_lib.Hook):
   def after_loop(self, trainer, step, metrics):
     del metrics
     if self.done or step < self.step:
-      return False
+      return Action.CONTINUE
     self.done = True
     logging.warning("FAULT INJECTION: real images are NaN from step %d on.", step)
 
@@ -377,4 +294,4 @@ class PoisonData(trainer_lib.Hook):
       return ds.map(lambda x, y: (x * np.float32("nan"), y))
     dataset = trainer.strategy.distribute_datasets_from_function(poisoned)
     trainer._iterator = iter(dataset)  # pylint: disable=protected-access
-    return False
+    return Action.CONTINUE

@@ -21,8 +21,8 @@ loops end at every log, summary and checkpoint boundary, so those happen at
 exact steps. Host-side work between loops (logs, summaries, checkpoints,
 hooks) never enters the compiled step.
 
-Extension points. `Hook` objects passed to `train` see every loop's metrics and
-may stop training or veto a checkpoint (for a signal handler or a NaN guard).
+Extension points. `hooks.Hook` objects passed to `train` see every loop's metrics
+and may stop training or veto a checkpoint (for a signal handler or a NaN guard).
 """
 import dataclasses
 import json
@@ -35,7 +35,9 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from hamgan import checkpoints
 from hamgan.layers import hamburger
+from hamgan.training import hooks as hooks_lib
 from hamgan.training import losses as losses_lib
 from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
@@ -138,20 +140,6 @@ class TrainConfig:
     object.__setattr__(self, "loss_fn", losses_lib.get_loss(self.loss_fn))
 
 
-class Hook:
-  """Host-side callbacks between loops; subclass and override what you need."""
-
-  def after_loop(self, trainer, step, metrics):
-    """Called after every loop with the loop's mean metrics; return True to stop."""
-    del trainer, step, metrics
-    return False
-
-  def before_save(self, trainer, step, metrics):
-    """Called before a checkpoint is written; return False to skip it."""
-    del trainer, step, metrics
-    return True
-
-
 def check_model_dir(model_dir):
   """Creates model_dir and proves it writable, or raises a ValueError saying what to do."""
   if not model_dir:
@@ -165,14 +153,6 @@ def check_model_dir(model_dir):
   except (OSError, tf.errors.OpError) as e:
     raise ValueError(f"model_dir {model_dir!r} is not writable ({type(e).__name__}: {e}); "
                      "pass a --model_dir you can create and write to.") from e
-
-
-def latest_step(model_dir):
-  """The step of the newest checkpoint under model_dir/checkpoints, or 0."""
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if not latest:
-    return 0
-  return int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def _resolve_policy(setting, strategy):
@@ -222,7 +202,7 @@ class Trainer:
           "replicas: XLA cannot compile the cross-replica updates of a multi-device "
           "Mirrored step; set train.jit_compile=False there (TPUs compile the step anyway).")
     check_model_dir(model_dir)
-    self.checkpoint_dir = os.path.join(model_dir, "checkpoints")
+    self.checkpoint_dir = checkpoints.checkpoint_dir(model_dir)
     self.policy = _resolve_policy(cfg.mixed_precision, self.strategy)
     tf.keras.mixed_precision.set_global_policy(self.policy)
 
@@ -240,8 +220,7 @@ class Trainer:
 
     # The input pipeline comes before the weights: a missing data set fails fast.
     # The newest checkpoint that reads back whole (a damaged one is skipped, logged).
-    from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
-    self._restore_path, self._start_step = fault_tolerance.newest_good_checkpoint(
+    self._restore_path, self._start_step = checkpoints.newest_good_checkpoint(
         self.checkpoint_dir)
     self._dataset_fn = dataset_fn or self._tfds_dataset_fn()
     dataset = self.strategy.distribute_datasets_from_function(self._checked_dataset_fn)
@@ -526,7 +505,7 @@ class Trainer:
     while step < target:
       metrics = self.run_loop(self._loop_size(step, target))
       step = int(self.step.numpy())
-      stop = any(bool(h.after_loop(self, step, metrics)) for h in hooks)
+      stop = hooks_lib.should_stop(hooks, self, step, metrics)
       last = step >= target or stop
       if step % cfg.log_every == 0 or last:
         now = time.time()
@@ -539,7 +518,7 @@ class Trainer:
       if step % cfg.summary_every == 0 or last:
         self._write_summaries(step, metrics, rates)
       if step % cfg.checkpoint_every == 0 or last:
-        if all(h.before_save(self, step, metrics) is not False for h in hooks):
+        if hooks_lib.may_save(hooks, self, step, metrics):
           self.save(step)
       if stop:
         logging.info("A hook stopped training at step %d.", step)
