@@ -30,6 +30,8 @@ BINDINGS = {
 
 TRAIN_LOG = "train_log.jsonl"
 EVAL_RESULTS = os.path.join("eval", "results.jsonl")
+# hamgan.checkpoints.CHECKPOINT_DIR, not imported: that module loads TensorFlow, and a
+# run without checkpoints is read without it.
 CHECKPOINT_DIR = "checkpoints"
 # Any one of these makes a directory a run directory.
 RUN_MARKERS = (TRAIN_LOG, run_config.OPERATIVE_CONFIG, EVAL_RESULTS, CHECKPOINT_DIR,
