@@ -248,7 +248,7 @@ def test_local_attention_matches_numpy_with_masks(align):
 
 
 @pytest.mark.parametrize("cls", [SelfAttention, LocalAttention, FullSelfAttention])
-def test_identity_at_sigma_zero_and_rows_sum_to_one(cls):
+def test_identity_at_zero_residual_scale_and_rows_sum_to_one(cls):
   x = tf.constant(_x(seed=1) * 3.0)
   layer = cls()
   out = layer(x, training=True)
@@ -277,7 +277,7 @@ def test_jit_forward_backward_matches_eager(cls):
   eager_loss, eager_grads = step(x)
   jit_loss, jit_grads = tf.function(step, jit_compile=True)(x)
   np.testing.assert_allclose(jit_loss.numpy(), eager_loss.numpy(), rtol=1e-4)
-  assert len(jit_grads) == 1 + 5  # x, four kernels, sigma
+  assert len(jit_grads) == 1 + 5  # x, four kernels, residual scale
   for a, b in zip(jit_grads, eager_grads):
     assert np.isfinite(a.numpy()).all() and np.abs(b.numpy()).max() > 0
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-3)

@@ -64,7 +64,7 @@ def _converge_sn(layer, x):
 
 
 @pytest.mark.parametrize("ham", HAMS)
-def test_sigma_zero_is_identity_and_sigma_enables_the_ham(ham):
+def test_zero_residual_scale_is_identity_and_a_scale_enables_the_ham(ham):
   x = _x()
   layer = Hamburger(ham=ham, rank=3, conditional=True, num_classes=4)
   y = tf.constant([1, 3])

@@ -1,4 +1,6 @@
-"""Tests for hamgan.layers.hams against an independent NumPy reference of docs/design.md ('The hams').
+"""Tests for hamgan.layers.hams against an independent NumPy reference.
+
+The reference follows docs/design.md, 'The hams', 'NMF ham', 'CD ham' and 'VQ ham'.
 
 The reference below is written from the design text alone (float64, einsum, explicit
 inverse) and shares no code with the TensorFlow implementation.

@@ -412,7 +412,7 @@ def _features(d, x):
 
 
 @pytest.mark.parametrize("context", [c for c in CONTEXT_NAMES if c != "none"])
-def test_context_adds_nothing_until_sigma_moves(context, monkeypatch):
+def test_context_adds_nothing_until_its_residual_scale_moves(context, monkeypatch):
   g = Generator(context=context, **SMALL)
   d = Discriminator(context=context, **SMALL)
   g_calls = _spy_on_context(g, monkeypatch)

@@ -1,4 +1,6 @@
-"""Evaluation: FID / Inception Score / KID over many generated samples (docs/design.md, 'Evaluation protocol').
+"""Evaluation: FID / Inception Score / KID over many generated samples.
+
+docs/design.md, 'Evaluation protocol'.
 
 Modules, one concept each:
   classifier         load the Inception module (or a local SavedModel) once per process.

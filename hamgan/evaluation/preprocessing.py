@@ -1,7 +1,7 @@
 """Puts images into the form the classifier was trained on: float32 [-1, 1] at its size.
 
-docs/design.md, section 'Evaluation protocol': generated and real images both enter the classifier as float32
-in [-1, 1], resized bilinearly by us (299x299 for Inception). Doing the same resize on
+docs/design.md, section 'Evaluation protocol': generated and real images both enter
+the classifier as float32 in [-1, 1], resized bilinearly by us (299x299 for Inception). Doing the same resize on
 both sides is what makes the real and generated features comparable.
 """
 import tensorflow as tf

@@ -1,4 +1,6 @@
-"""Class-conditional batch normalisation with cross-replica moments (docs/design.md, 'Conditional batch norm').
+"""Class-conditional batch normalisation with cross-replica moments.
+
+docs/design.md, 'Conditional batch norm'.
 
 In training the batch mean and variance are taken over the *global* batch: each
 replica sums x and x^2 (in float32) over its examples and pixels, the sums are

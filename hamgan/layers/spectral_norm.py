@@ -1,4 +1,6 @@
-"""Spectrally normalised convolution, dense and embedding layers (docs/design.md, 'Spectral normalisation').
+"""Spectrally normalised convolution, dense and embedding layers.
+
+docs/design.md, 'Spectral normalisation'.
 
 The kernel W is viewed as a matrix of shape (fan_in, fan_out) (a conv kernel
 (k, k, C_in, C_out) as (k*k*C_in, C_out)). A non-trainable vector u of shape

@@ -30,7 +30,8 @@ _LAYOUTS = {
     32: (4, ((4, True), (4, False), (4, False))),
 }
 _DEFAULT_CONTEXT_RESOLUTION = {128: 32, 64: 32, 32: 16}
-# The HamGAN discriminator's Hamburger uses a smaller rank than G's (docs/design.md, 'The Hamburger layer').
+# The HamGAN discriminator's Hamburger uses a smaller rank than G's
+# (docs/design.md, 'The Hamburger layer').
 _DEFAULT_HAM_RANK = 16
 
 
