@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -300,6 +301,10 @@ def test_gin_reader():
   assert b["train.g_lr"] == pytest.approx(1e-4)
   assert run_config.lookup(b, "train.dataset") == "cifar10"   # scoped; first match wins
   assert run_config.lookup(b, "train.num_steps") is None
+  # Contexts chosen by gin reference show as their names.
+  assert [runs.context_name(run_config.parse_bindings(f"G.context = {v}")["G.context"])
+          for v in ("'ylg'", "@ham_nmf", "@hamgan.contexts.ham_cd", "@s/sagan()")] == [
+              "ylg", "ham_nmf", "ham_cd", "sagan"]
 
 
 def test_compare_and_evaluation_read_the_config_alike(tmp_path):
@@ -315,6 +320,28 @@ def test_compare_and_evaluation_read_the_config_alike(tmp_path):
   # Not a literal string or number: None, as before.
   assert run_dir.config_value(str(run), "train.loss_fn") is None
   assert run_dir.config_value(str(run), "Generator.context_settings") is None
+
+
+def test_settings_read_from_the_trainers_operative_config(tmp_path):
+  """The bindings compare shows exist: read back from the operative config of a real
+  hamgan-train set-up (demo config, shrunk), they give the values that were bound."""
+  from hamgan.cli import train as train_cli  # pylint: disable=import-outside-toplevel
+  model_dir = str(tmp_path / "run")
+  try:
+    train_cli.build_trainer(
+        ["demo_digits"],
+        ["Generator.ch = 2", "Discriminator.ch = 2", "Generator.z_dim = 8",
+         "Generator.context = @sagan", "Discriminator.context = 'none'",
+         "Generator.context_settings = None", "Discriminator.context_settings = None",
+         "train.batch_size = 4", "train.num_steps = 7"], model_dir)
+    # What the trainer saves as operative_config.gin when its loop starts.
+    text = gin.operative_config_str()
+  finally:
+    gin.clear_config()
+  with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
+    f.write(text)
+  r = runs.read_run(model_dir)
+  assert (r.g_context, r.d_context, r.batch_size, r.num_steps) == ("sagan", "none", 4, 7)
 
 
 @pytest.mark.parametrize("context,settings", [

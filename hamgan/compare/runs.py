@@ -158,6 +158,16 @@ def _read_settings(report, path):
   bindings = run_config.parse_bindings(files.read_text(gin_path))
   for field, binding in BINDINGS.items():
     setattr(report, field, run_config.lookup(bindings, binding))
+  report.g_context = context_name(report.g_context)
+  report.d_context = context_name(report.d_context)
+
+
+def context_name(value):
+  """'ham_nmf' for a context bound by name or by gin reference ('@ham_nmf',
+  '@hamgan.contexts.ham_nmf', '@scope/ham_nmf()'); other values unchanged."""
+  if isinstance(value, run_config.Reference) and value.startswith("@"):
+    return re.split(r"[./]", value[1:].removesuffix("()"))[-1]
+  return value
 
 
 def _read_speed(report, path):
