@@ -68,7 +68,20 @@ class _AttentionBase(tf.keras.layers.Layer):
     # Residual scale, 0 at init so the block starts as the identity; the variable
     # keeps its old name "sigma", so checkpoints of earlier runs restore unchanged.
     self.residual_scale = self.add_weight(name="sigma", shape=(), initializer="zeros",
-                                 trainable=True)
+                                          trainable=True)
+
+  def _build_sagan_projections(self, input_shape, c):
+    """theta, phi (C -> C/8), g (C -> C/2), o (C/2 -> C) and the residual scale."""
+    policy = self.dtype_policy
+    self.theta = _sn1x1(c // 8, "theta", policy)
+    self.phi = _sn1x1(c // 8, "phi", policy)
+    self.g = _sn1x1(c // 2, "g", policy)
+    self.o = _sn1x1(c, "o", policy)
+    shape = tf.TensorShape(input_shape)
+    for conv in (self.theta, self.phi, self.g):
+      conv.build(shape)
+    self.o.build(shape[:-1].concatenate([c // 2]))
+    self._add_residual_scale()
 
   def call(self, x, y=None, training=None):
     """Returns x + gamma * attention(x); y (labels) is accepted and ignored."""
@@ -98,16 +111,7 @@ class SelfAttention(_AttentionBase):
 
   def build(self, input_shape):
     _, _, c = _check_input_shape(self, input_shape, self._channel_multiple)
-    policy = self.dtype_policy
-    self.theta = _sn1x1(c // 8, "theta", policy)
-    self.phi = _sn1x1(c // 8, "phi", policy)
-    self.g = _sn1x1(c // 2, "g", policy)
-    self.o = _sn1x1(c, "o", policy)
-    shape = tf.TensorShape(input_shape)
-    for conv in (self.theta, self.phi, self.g):
-      conv.build(shape)
-    self.o.build(shape[:-1].concatenate([c // 2]))
-    self._add_residual_scale()
+    self._build_sagan_projections(input_shape, c)
     super().build(input_shape)
 
   def _attend(self, x, training):
@@ -160,16 +164,7 @@ class LocalAttention(_AttentionBase):
   def build(self, input_shape):
     h, w, c = _check_input_shape(self, input_shape, self._channel_multiple)
     h, w = check_even_grid(h, w, self.name)
-    policy = self.dtype_policy
-    self.theta = _sn1x1(c // 8, "theta", policy)
-    self.phi = _sn1x1(c // 8, "phi", policy)
-    self.g = _sn1x1(c // 2, "g", policy)
-    self.o = _sn1x1(c, "o", policy)
-    shape = tf.TensorShape(input_shape)
-    for conv in (self.theta, self.phi, self.g):
-      conv.build(shape)
-    self.o.build(shape[:-1].concatenate([c // 2]))
-    self._add_residual_scale()
+    self._build_sagan_projections(input_shape, c)
     self._grid = (h // 2, w // 2)
     # Additive logit bias per (head, key-grid query cell, key): 0 or -1000.
     self._bias = (1.0 - ylg_masks(h // 2, w // 2, self.heads)) * MASK_VALUE

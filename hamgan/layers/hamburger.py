@@ -31,7 +31,9 @@ process, or a second model built in the same process, whose auto-generated name
 differs) draws like the original once its weights are copied or restored (the
 restored salt wins over the copy's own `seed` and name). Inference calls read the
 counter without advancing it: for fixed weights the layer's inference output is
-deterministic until the next training call. XLA lowers the stateless RNG to another
+deterministic until the next training call. With `inference_bases="fresh"` (the
+official TF code's behaviour) inference calls draw new bases instead, from the
+stateful RNG, and touch no state. XLA lowers the stateless RNG to another
 bit stream than the TF kernels, so compiled and uncompiled calls draw different
 (equally distributed) bases from one seed: compare runs compiled alike.
 
