@@ -26,7 +26,7 @@ CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
 
 
 def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classes=10,
-             jit_compile=False):
+             jit_compile=False, precision="float32"):
   """A Trainer on a throw-away model_dir; dataset 'memory' holds one batch in memory."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -53,7 +53,7 @@ def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classe
           (images[:per_replica_batch], labels[:per_replica_batch])).repeat()
 
   config = TrainConfig(batch_size=batch, num_steps=10**9, dataset="digits",
-                       steps_per_loop=steps_per_loop, mixed_precision="float32",
+                       steps_per_loop=steps_per_loop, mixed_precision=precision,
                        ema_start_step=0, jit_compile=jit_compile)
   model_dir = tempfile.mkdtemp(prefix=f"bench_step_{context}_{image_size}_")
   return Trainer(model_dir, config=config, generator_fn=g_fn, discriminator_fn=d_fn,

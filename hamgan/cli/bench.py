@@ -3,6 +3,7 @@
     hamgan-bench modules [--shapes=g32,d32] ...   context modules: time, MACs, memory
     hamgan-bench step [...]                       training iterations per second
     hamgan-bench eval [...]                       evaluator overhead vs bare G + classifier
+    hamgan-bench device-check [--mode=tiny]       one Markdown report of absolute figures
 
 Each sub-command answers --help and prints Markdown tables of ratios measured in one
 process (or one run), and appends its rows to a JSON-lines file.
@@ -14,6 +15,7 @@ SUBCOMMANDS = {
     "modules": "hamgan.bench.modules",
     "step": "hamgan.bench.step",
     "eval": "hamgan.bench.eval",
+    "device-check": "hamgan.bench.device_check",
 }
 
 
