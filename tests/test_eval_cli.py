@@ -16,6 +16,7 @@ from hamgan.evaluation import evaluator
 from hamgan.evaluation import features
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import run_dir
+from hamgan.evaluation import standing
 from hamgan.models import Generator
 
 Z_DIM, CH, CLASSES, SIZE = 16, 4, 10, 32
@@ -124,12 +125,16 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
     assert row["checkpoint"].endswith(f"ckpt-{row['step']}")
     grid = tf.io.decode_png(tf.io.read_file(row["samples_png"])).numpy()
     assert grid.shape == (10 * SIZE, 8 * SIZE, 3)
-  # The row's FID is that of the EMA weights of step 20 (restored, not the raw G).
+  # The row's FID is that of the EMA weights of step 20 (restored, not the raw G), with
+  # standing statistics over 16 batches of 100 (seed + 1), the EMA G's default.
   clf = classifier_lib.load_classifier(digits_classifier_path)
-  key = real_stats.RealStatsKey("digits", "test", SIZE, 200, clf.identity)
+  key = real_stats.RealStatsKey("digits", "test", SIZE, 200, clf.identity,
+                                data_dir=shared["data_dir"],
+                                source_version="tfds:hamgan_digits:1.0.0")
   real, cached = real_stats.load_or_compute(key, lambda: 1 / 0, clf,
                                             cache_dir=shared["cache_dir"])
-  assert cached
+  assert cached and stored[1]["standing_batches"] == 16
+  standing.recompute(ema, 16, 100, seed=1)
   values, _ = evaluator.evaluate_generator(ema, clf, real, 200, CLASSES, Z_DIM,
                                            batch_size=100)
   assert stored[1]["metrics"]["fid200/digits-test"] == pytest.approx(

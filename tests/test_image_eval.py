@@ -157,3 +157,34 @@ def test_float_npz_reads_as_the_same_images(tmp_path):
   batch, labels = next(iter(read.dataset(4)))
   np.testing.assert_array_equal(batch.numpy(), x[:4])
   assert list(labels.numpy()) == [0, 1, 2, 3] and read.resolution == 8
+
+
+def test_hamgan_eval_cli_images_real_images_export_and_real_stats(tmp_path, classifier_path,
+                                                                  capsys):
+  from hamgan.cli import eval as eval_cli  # pylint: disable=g-import-not-at-top
+  fake, real = _uint8(50, seed=9), _uint8(40, seed=10)
+  np.savez(tmp_path / "x.npz", images=fake)
+  np.savez(tmp_path / "y.npz", images=real)
+  stats = str(tmp_path / "y_stats.npz")
+
+  def run(*extra):
+    return eval_cli.main(eval_cli.parse_flags([
+        "hamgan-eval", f"--images={tmp_path / 'x.npz'}", f"--classifier_path={classifier_path}",
+        "--batch_size=16", *extra]))
+
+  assert run(f"--real_images={tmp_path / 'y.npz'}", f"--export_stats={stats}") == 0
+  with open(str(tmp_path / "x.npz") + ".eval.json") as f:
+    row = json.load(f)
+  to_float = lambda x: x.astype(np.float32) / 127.5 - 1.0  # noqa: E731
+  fake_pool, _ = _numpy_features(classifier_path, to_float(fake))
+  real_pool, _ = _numpy_features(classifier_path, to_float(real))
+  assert row["metrics"]["fid50/y"] == pytest.approx(_fid_reference(real_pool, fake_pool),
+                                                    rel=1e-6)
+  assert run(f"--real_stats={stats}", f"--out={tmp_path / 'b.json'}") == 0
+  with open(tmp_path / "b.json") as f:
+    assert json.load(f)["metrics"]["fid50/y_stats"] == pytest.approx(
+        row["metrics"]["fid50/y"], rel=1e-6)
+  assert run(f"--real_stats={stats}", "--kid") == 1
+  assert "--kid need the real features" in capsys.readouterr().err
+  assert run(f"--real_stats={stats}", "--model_dir=runs/x") == 1
+  assert "--model_dir belongs to evaluating a run" in capsys.readouterr().err

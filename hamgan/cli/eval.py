@@ -1,14 +1,23 @@
-"""hamgan-eval: FID / IS (and optionally KID) of a run's checkpoints.
+"""hamgan-eval: FID / IS (optionally KID, precision/recall, density/coverage, intra-FID).
 
   hamgan-eval --model_dir=runs/x                       # the latest checkpoint
   hamgan-eval --model_dir=runs/x --checkpoint=20000    # a step, ckpt-N name or path
-  hamgan-eval --model_dir=runs/x --all                 # every checkpoint
+  hamgan-eval --model_dir=runs/x --all --manifold      # every checkpoint, + P/R/D/C
   hamgan-eval --model_dir=runs/x --watch               # follow training to TRAINING_DONE
+  hamgan-eval --images=samples.npz --real_dataset=cifar10 --real_split=test
+  hamgan-eval --images=dir_of_pngs/ --real_images=real.npz --export_stats=real_stats.npz
+  hamgan-eval --images=samples.npz --real_stats=real_stats.npz   # FID only
 
-Results go to model_dir/eval/results.jsonl (one row per step, protocol, classifier
-and generator variant; a repeat is skipped unless --force, which replaces it) and
-model_dir/eval/samples_step_N.png. The real data set defaults to the one the run
-trained on (train.dataset in operative_config.gin) and its evaluation split.
+Results go to model_dir/eval/results.jsonl (a new row whenever a setting that changes a
+number differs or the checkpoint's files changed; a repeat is skipped unless --force,
+which replaces it) and model_dir/eval/samples_step_N.png. The real data set defaults to
+the one the run trained on (train.dataset in operative_config.gin) and its evaluation
+split. The EMA generator is evaluated with standing statistics (BN moving statistics
+recomputed over --standing_batches batches; the checkpoint is not changed).
+
+With --images (a folder of PNG/JPEG files or an .npz with `images`, optional `labels`)
+the row goes to --out (default <images>.eval.json); --export_stats writes the real
+side's mu/sigma as .npz (the original FID code's layout).
 
 Flags live in a FlagValues of this module (not absl's global FLAGS), so this tool can
 be imported beside the other hamgan tools in one process (tests, the demo).
@@ -60,6 +69,32 @@ def define_flags(fv):
                        "Evaluate the EMA generator (true) or the raw one (false). "
                        "Default: the EMA one when the checkpoint has it.", flag_values=fv)
   flags.DEFINE_boolean("kid", False, "Also compute KID.", flag_values=fv)
+  flags.DEFINE_boolean("manifold", False,
+                       "Also compute improved precision/recall (k=3) and density/"
+                       "coverage (k=5) on the same features.", flag_values=fv)
+  flags.DEFINE_boolean("intra_fid", False,
+                       "Also compute intra-class FID (mean over classes; per-class "
+                       "values in the row).", flag_values=fv)
+  flags.DEFINE_float("truncation", None, "Truncation threshold of z (default: none).",
+                     flag_values=fv)
+  flags.DEFINE_integer("standing_batches", None,
+                       "Batches of fresh z/labels for BN standing statistics; 0 keeps "
+                       "the stored ones. Default: 16 for the EMA generator, 0 for the "
+                       "raw one.", flag_values=fv)
+  flags.DEFINE_string("images", None, "Score these images instead of a run: a folder of "
+                      "PNG/JPEG files or an .npz (`images` uint8 HWC or float in "
+                      "[-1, 1], optional `labels`).", flag_values=fv)
+  flags.DEFINE_string("real_images", None, "--images mode: real images (folder or .npz) "
+                      "as the real side.", flag_values=fv)
+  flags.DEFINE_string("real_stats", None, "--images mode: real statistics (.npz with mu "
+                      "and sigma) as the real side; FID only.", flag_values=fv)
+  flags.DEFINE_string("export_stats", None, "Write the real side's statistics (mu, sigma, "
+                      "key) to this .npz.", flag_values=fv)
+  flags.DEFINE_integer("real_resolution", None, "--export_stats of a --real_dataset "
+                       "without --images: the size to read the real images at.",
+                       flag_values=fv)
+  flags.DEFINE_string("out", None, "--images mode: the JSON row's file (default "
+                      "<images>.eval.json).", flag_values=fv)
   flags.DEFINE_boolean("force", False, "Re-evaluate and replace existing rows.",
                        flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Seed of z and the labels.", flag_values=fv)
@@ -70,7 +105,6 @@ def define_flags(fv):
                       flag_values=fv)
   flags.DEFINE_float("progress_every_s", 10.0, "Seconds between progress lines.",
                      flag_values=fv)
-  flags.mark_flag_as_required("model_dir", flag_values=fv)
 
 
 def parse_flags(argv):
@@ -81,6 +115,13 @@ def parse_flags(argv):
 def settings_from_flags(fv):
   """EvalSettings; the real data set, split and data_dir default to the run's."""
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  if not fv.model_dir:
+    raise ValueError("pass --model_dir=RUN_DIR (a hamgan-train run), or --images=PATH "
+                     "(or --export_stats=FILE) to score images without a run.")
+  for name in ("real_images", "real_stats", "export_stats", "out", "real_resolution"):
+    if fv[name].present:
+      raise ValueError(f"--{name} belongs to --images / --export_stats mode; with "
+                       "--model_dir use --real_dataset/--real_split.")
   if sum(bool(x) for x in (fv.checkpoint, fv.all, fv.watch)) > 1:
     raise ValueError(
         f"--checkpoint={fv.checkpoint!r}, --all={fv.all} and --watch={fv.watch} exclude "
@@ -89,12 +130,39 @@ def settings_from_flags(fv):
       num_samples=fv.num_samples, batch_size=fv.batch_size, real_dataset=fv.real_dataset,
       real_split=fv.real_split, real_num_samples=fv.real_num_samples,
       data_dir=fv.data_dir, classifier_path=fv.classifier_path, use_ema=fv.use_ema,
-      kid=fv.kid, seed=fv.seed, cache_dir=fv.cache_dir, force=fv.force,
+      kid=fv.kid, manifold=fv.manifold, intra_fid=fv.intra_fid, truncation=fv.truncation,
+      standing_batches=fv.standing_batches, seed=fv.seed, cache_dir=fv.cache_dir,
+      force=fv.force,
       progress_every_s=fv.progress_every_s)
+
+
+def image_settings_from_flags(fv):
+  """ImageEvalSettings of --images / --export_stats mode."""
+  from hamgan.evaluation import image_eval  # pylint: disable=g-import-not-at-top
+  for name in ("model_dir", "checkpoint", "all", "watch", "use_ema", "truncation",
+               "standing_batches", "force"):
+    if fv[name].present:
+      raise ValueError(f"--{name} belongs to evaluating a run (--model_dir), not to "
+                       "--images / --export_stats, which score images that exist "
+                       "already; drop one of them.")
+  return image_eval.ImageEvalSettings(
+      images=fv.images, real_dataset=fv.real_dataset, real_split=fv.real_split,
+      real_images=fv.real_images, real_stats=fv.real_stats,
+      real_num_samples=fv.real_num_samples, data_dir=fv.data_dir,
+      classifier_path=fv.classifier_path, batch_size=fv.batch_size, kid=fv.kid,
+      manifold=fv.manifold, intra_fid=fv.intra_fid, cache_dir=fv.cache_dir, out=fv.out,
+      export_stats=fv.export_stats, progress_every_s=fv.progress_every_s)
 
 
 def evaluate(fv, strategy=None, write=None):
   """Runs what the flags ask for; returns the new result rows."""
+  if fv.images or fv.export_stats:
+    from hamgan.evaluation import image_eval  # pylint: disable=g-import-not-at-top
+    row = image_eval.evaluate_images(image_settings_from_flags(fv), strategy=strategy,
+                                     write=write, real_resolution=fv.real_resolution)
+    if fv.export_stats:
+      print(f"hamgan-eval: real statistics written to {fv.export_stats}")
+    return [row] if row is not None else []
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   settings = settings_from_flags(fv)
@@ -120,9 +188,11 @@ def main(fv):
     print(f"hamgan-eval: error: {e}", file=sys.stderr)
     return 1
   for row in rows:
-    print(json.dumps({"step": row["step"], "generator": row["generator"],
-                      "protocol": row["protocol"], **row["metrics"]}, sort_keys=True))
-  if not rows:
+    where = ({"images": row["images"], "out": row["out"]} if "images" in row else
+             {"step": row["step"], "generator": row["generator"]})
+    print(json.dumps({**where, "protocol": row["protocol"], **row["metrics"]},
+                     sort_keys=True))
+  if not rows and not fv.export_stats:
     print("hamgan-eval: nothing new to evaluate (use --force to redo).", file=sys.stderr)
   return 0
 

@@ -1,11 +1,14 @@
 """Evaluates a generator, or the checkpoints of a run directory, into results rows.
 
 `evaluate_generator` is the core (a generator callable and cached real statistics in,
-metrics out). `Evaluator` adds the run directory (docs/architecture.md): it rebuilds G
-from `operative_config.gin`, restores `checkpoints/ckpt-N` (the EMA generator when the
-checkpoint has one, unless told otherwise), appends one row per (step, protocol,
-classifier, generator variant) to `eval/results.jsonl`, writes
-`eval/samples_step_N.png`, and can watch a training run until `TRAINING_DONE`.
+metrics out, named by `scoring`). `Evaluator` adds the run directory
+(docs/architecture.md): it rebuilds G from `operative_config.gin`, restores
+`checkpoints/ckpt-N` (the EMA generator when the checkpoint has one, unless told
+otherwise), recomputes its batch-norm standing statistics (`standing`; default on for
+the EMA generator), appends one row per evaluation to `eval/results.jsonl` (`results`:
+a new row whenever any setting that changes a number differs, or the checkpoint's
+content does), writes `eval/samples_step_N.png`, and can watch a training run until
+`TRAINING_DONE`.
 
 Order of work, so that errors come before any costly step: the classifier is loaded
 (offline without a local module fails here, in seconds), then the run directory is
@@ -13,6 +16,7 @@ checked for checkpoints, then G is built and restored, then real statistics, the
 samples.
 """
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -26,58 +30,40 @@ from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
+from hamgan.evaluation import results
 from hamgan.evaluation import run_dir
+from hamgan.evaluation import scoring
+from hamgan.evaluation import standing
 
-RESULTS = os.path.join("eval", "results.jsonl")
+RESULTS = results.RESULTS
+read_results = results.read_results  # the names this module always had
+write_result = results.write_result
+DEFAULT_STANDING_BATCHES = 16  # BigGAN's practice: a few batches of fresh z and labels
 
 
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
-                       batch_size=100, strategy=None, seed=0, kid=False, write=None):
+                       batch_size=100, strategy=None, seed=0, kid=False, write=None,
+                       truncation=None, manifold=False, intra_fid=False, real_asked=None,
+                       details=None):
   """Metrics of `generator` against `real` (a real_stats.RealStats).
+
+  Args beyond the obvious: `real_asked`, the real count asked for (a name gets
+  `-vs<real count>` when fewer were used); `details`, a dict that receives row fields
+  beyond the metrics (per-class intra FID).
 
   Returns:
     (metrics dict named by protocol, the generated Features).
   """
   feats = features_lib.generated_features(
       generator, classifier, num_samples, num_classes, z_dim, batch_size=batch_size,
-      strategy=strategy, seed=seed, write=write)
-  proto = metrics.protocol(num_samples, real.key.dataset, real.key.split)
-  values = metrics.all_metrics(real.activations, feats.pool_3, feats.logits, proto, kid=kid)
+      strategy=strategy, seed=seed, truncation=truncation, write=write)
+  label = scoring.sample_label(num_samples, real.count, real_asked)
+  against = f"{real.key.dataset.replace('/', '_')}-{real.key.split}"
+  values, extra = scoring.score(real, feats, label, against, kid=kid, manifold=manifold,
+                                intra_fid=intra_fid)
+  if details is not None:
+    details.update(extra)
   return values, feats
-
-
-# ------------------------------------------------------------------------- results
-
-
-def read_results(model_dir):
-  """All rows of model_dir/eval/results.jsonl (an empty list if there is none)."""
-  path = os.path.join(model_dir, RESULTS)
-  if not tf.io.gfile.exists(path):
-    return []
-  with tf.io.gfile.GFile(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _row_key(row):
-  return (row.get("step"), row.get("protocol"), row.get("classifier"), row.get("generator"))
-
-
-def write_result(model_dir, row, replace=False):
-  """Adds `row`; with `replace`, rows with the same key go first.
-
-  The file is rewritten whole and renamed into place: atomic on a local disk, and it
-  works on gs:// too, where files cannot be appended to.
-  """
-  path = os.path.join(model_dir, RESULTS)
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  rows = read_results(model_dir)
-  if replace:
-    rows = [r for r in rows if _row_key(r) != _row_key(row)]
-  rows.append(row)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 @dataclasses.dataclass
@@ -92,6 +78,10 @@ class EvalSettings:
   classifier_path: str = None
   use_ema: bool = None  # None: the EMA generator when the checkpoint has one
   kid: bool = False
+  manifold: bool = False  # precision/recall (k=3), density/coverage (k=5)
+  intra_fid: bool = False
+  truncation: float = None
+  standing_batches: int = None  # None: DEFAULT_STANDING_BATCHES for the EMA G, else 0
   seed: int = 0
   cache_dir: str = None
   force: bool = False
@@ -129,6 +119,7 @@ class Evaluator:
     self._make_real_dataset = make_real_dataset
     self._generator = None
     self._real = None
+    self._real_key = None
 
   @property
   def generator(self):
@@ -148,29 +139,42 @@ class Evaluator:
       split = data.dataset_info(dataset, data_dir).eval_split
     return dataset, split, data_dir
 
-  def protocol(self):
+  def real_asked(self):
+    return self.settings.real_num_samples or self.settings.num_samples
+
+  def protocol(self, real_count=None):
     """The protocol label of this evaluator's rows (classifier named unless Inception)."""
     dataset, split, _ = self.real_source()
-    proto = metrics.protocol(self.settings.num_samples, dataset, split)
+    label = scoring.sample_label(self.settings.num_samples, real_count, self.real_asked())
+    proto = f"{label}/{dataset.replace('/', '_')}-{split}"
     if self.classifier.identity != classifier_lib.INCEPTION_TFHUB:
       proto += f", classifier {os.path.basename(self.classifier.source)}"
     return proto
 
+  def real_key(self):
+    """The RealStatsKey: everything the real features depend on."""
+    if self._real_key is None:
+      dataset, split, data_dir = self.real_source()
+      self._real_key = real_stats.RealStatsKey(
+          dataset=dataset, split=split, resolution=int(self.generator.image_size),
+          num_samples=self.real_asked(), classifier=self.classifier.identity,
+          data_dir=data_dir, source_version=real_stats.source_version(dataset, data_dir))
+    return self._real_key
+
   def real(self):
     """Real statistics at G's resolution, from the cache when it is valid."""
     if self._real is None:
-      s = self.settings
-      dataset, split, data_dir = self.real_source()
-      resolution = int(getattr(self.generator, "image_size"))
-      key = real_stats.RealStatsKey(
-          dataset=dataset, split=split, resolution=resolution,
-          num_samples=s.real_num_samples or s.num_samples,
-          classifier=self.classifier.identity)
-      make = self._make_real_dataset or (lambda: _hamgan_dataset(
-          dataset, split, data_dir, resolution, s.batch_size, self.strategy))
+      s, key = self.settings, self.real_key()
+      make = self._make_real_dataset or (lambda: hamgan_dataset(
+          key.dataset, key.split, key.data_dir, key.resolution, s.batch_size,
+          self.strategy))
       self._real, _ = real_stats.load_or_compute(
           key, make, self.classifier, cache_dir=s.cache_dir, strategy=self.strategy,
           write=self.write)
+      if self._real.count < key.num_samples:
+        logging.warning(
+            "%s/%s gave %d real images of the %d asked for: metric names say -vs%d.",
+            key.dataset, key.split, self._real.count, key.num_samples, self._real.count)
     return self._real
 
   def checkpoints(self):
@@ -188,7 +192,29 @@ class Evaluator:
     return found
 
   def done_keys(self):
-    return {_row_key(r) for r in read_results(self.model_dir)}
+    return {results.row_key(r) for r in read_results(self.model_dir)}
+
+  def standing_batches(self, generator_key):
+    s = self.settings.standing_batches
+    if s is None:
+      return DEFAULT_STANDING_BATCHES if generator_key == "ema_generator" else 0
+    if not isinstance(s, int) or s < 0:
+      raise ValueError(f"standing_batches={s!r} must be an int >= 0 (0 keeps the stored "
+                       "moving statistics).")
+    return s
+
+  def key_fields(self, step, checkpoint_path, generator_key):
+    """The row fields that results.row_key reads: every setting that changes a number."""
+    s, key = self.settings, self.real_key()
+    return dict(
+        step=step, checkpoint_sha256=results.checkpoint_fingerprint(checkpoint_path),
+        generator=generator_key, standing_batches=self.standing_batches(generator_key),
+        classifier=self.classifier.identity,
+        metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid), seed=s.seed,
+        truncation=s.truncation, num_samples=s.num_samples, real_dataset=key.dataset,
+        real_split=key.split, real_data_dir=key.data_dir, real_num_samples=key.num_samples,
+        real_key_sha256=hashlib.sha256(key.to_json().encode()).hexdigest()[:16],
+        metrics_implementation=metrics.implementation_name())
 
   def evaluate(self, checkpoint_path):
     """Evaluates one checkpoint; returns its results row, or None if already done."""
@@ -196,27 +222,30 @@ class Evaluator:
     start = time.time()
     key = run_dir.restore_generator(self.generator, checkpoint_path, s.use_ema)
     step = checkpoints.checkpoint_step(checkpoint_path)
-    row_key = (step, self.protocol(), self.classifier.identity, key)
-    if row_key in self.done_keys() and not s.force:
-      logging.info("step %d (%s) already evaluated under %s; skipping (--force redoes it).",
-                   step, key, self.protocol())
+    fields = self.key_fields(step, checkpoint_path, key)
+    if results.row_key(fields) in self.done_keys() and not s.force:
+      logging.info("step %d (%s) already evaluated with these settings; skipping "
+                   "(--force redoes it).", step, key)
       return None
     real = self.real()
     g = self.generator
+    if fields["standing_batches"]:  # in memory only: the checkpoint is not written
+      standing.recompute(g, fields["standing_batches"], s.batch_size, seed=s.seed + 1,
+                         truncation=s.truncation)
+    details = {}
     values, _ = evaluate_generator(
         g, self.classifier, real, s.num_samples, int(g.num_classes), int(g.z_dim),
         batch_size=s.batch_size, strategy=self.strategy, seed=s.seed, kid=s.kid,
-        write=self.write)
+        write=self.write, truncation=s.truncation, manifold=s.manifold,
+        intra_fid=s.intra_fid, real_asked=self.real_asked(), details=details)
     png = os.path.join(self.model_dir, "eval", f"samples_step_{step}.png")
     images_lib.write_png(png, images_lib.sample_grid(g, int(g.num_classes), int(g.z_dim)))
     elapsed = time.time() - start
     row = dict(
-        step=step, checkpoint=checkpoint_path, generator=key, protocol=self.protocol(),
-        classifier=self.classifier.identity, num_samples=s.num_samples, metrics=values,
-        real_dataset=real.key.dataset, real_split=real.key.split, real_count=real.count,
-        real_inception_score=real.inception_score, seed=s.seed, eval_seconds=elapsed,
-        images_per_sec=s.num_samples / elapsed, wall_time=time.time(),
-        config_sha256=run_dir.config_sha256(self.model_dir), samples_png=png)
+        fields, checkpoint=checkpoint_path, protocol=self.protocol(real.count),
+        metrics=values, real_count=real.count, real_inception_score=real.inception_score,
+        eval_seconds=elapsed, images_per_sec=s.num_samples / elapsed, wall_time=time.time(),
+        config_sha256=run_dir.config_sha256(self.model_dir), samples_png=png, **details)
     write_result(self.model_dir, row, replace=s.force)
     logging.info("step %d: %s", step, json.dumps(values, sort_keys=True))
     return row
@@ -278,7 +307,7 @@ def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None
   return ev.evaluate(checkpoints.find_checkpoint(model_dir, checkpoint))
 
 
-def _hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):
+def hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):
   """The real split in order, at G's resolution; whole batches only on a TPU."""
   from hamgan import data  # pylint: disable=g-import-not-at-top
   on_tpu = "TPU" in type(strategy).__name__  # static shapes: drop the last partial batch

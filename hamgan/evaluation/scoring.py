@@ -30,6 +30,13 @@ def sample_label(num_generated, real_count=None, real_asked=None):
   return label
 
 
+def metric_set(kid=False, manifold=False, intra_fid=False):
+  """The metrics asked for, as a sorted list (a part of the results row key)."""
+  names = ["fid", "is"] + [n for n, on in (("kid", kid), ("manifold", manifold),
+                                           ("intra_fid", intra_fid)) if on]
+  return sorted(names)
+
+
 def check_request(has_features, has_labels, kid=False, manifold=False, intra_fid=False,
                   source="the real statistics"):
   """Raises ValueError when an asked-for metric needs what the real side lacks."""

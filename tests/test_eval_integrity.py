@@ -1,0 +1,110 @@
+"""The evaluator's integrity: what makes a new row, a new cache, an honest name, standing stats."""
+import logging as std_logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hamgan.evaluation import evaluator
+from hamgan.evaluation import results
+from hamgan.evaluation import standing
+from test_eval_cli import _make_run
+from test_evaluation import CountingData, StandInClassifier, _real_images
+
+
+@pytest.fixture(scope="module")
+def clf_path(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("standin_clf"))
+  tf.saved_model.save(StandInClassifier(seed=0), path)
+  return path
+
+
+def _real(n=64):
+  return tf.image.resize(_real_images(n), (32, 32)).numpy()
+
+
+def _evaluator(model_dir, clf_path, cache_dir, data=None, **overrides):
+  settings = dict(num_samples=60, batch_size=30, real_dataset="blobs", real_split="train",
+                  real_num_samples=60, classifier_path=clf_path, cache_dir=cache_dir,
+                  standing_batches=1, data_dir="/data/a", progress_every_s=1e9)
+  settings.update(overrides)
+  return evaluator.Evaluator(model_dir, evaluator.EvalSettings(**settings),
+                             make_real_dataset=data or CountingData(_real(), batch=16),
+                             write=lambda _: None)
+
+
+def test_changed_data_dir_recomputes_the_real_cache(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  data = CountingData(_real(), batch=16)
+  _evaluator(model_dir, clf_path, cache, data).evaluate_all()
+  assert data.reads == 4
+  _evaluator(model_dir, clf_path, cache, data, force=True).evaluate_all()
+  assert data.reads == 4  # same key: from the cache
+  rows = _evaluator(model_dir, clf_path, cache, data, data_dir="/data/b").evaluate_all()
+  assert data.reads == 8 and rows[0]["real_data_dir"] == "/data/b"
+  assert len(evaluator.read_results(model_dir)) == 2  # another real side: another row
+
+
+def test_kid_after_a_plain_evaluation_adds_a_row(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  first = _evaluator(model_dir, clf_path, cache).evaluate_all()
+  assert len(first) == 1 and not any(k.startswith("kid") for k in first[0]["metrics"])
+  assert _evaluator(model_dir, clf_path, cache).evaluate_all() == []  # nothing new
+  with_kid = _evaluator(model_dir, clf_path, cache, kid=True).evaluate_all()
+  assert len(with_kid) == 1 and "kid60-vs60/blobs-train" not in with_kid[0]["metrics"]
+  assert "kid60/blobs-train" in with_kid[0]["metrics"]
+  assert with_kid[0]["metrics"]["fid60/blobs-train"] == first[0]["metrics"]["fid60/blobs-train"]
+  # Other seeds and truncations change numbers: each is a row of its own.
+  assert len(_evaluator(model_dir, clf_path, cache, seed=1).evaluate_all()) == 1
+  assert len(_evaluator(model_dir, clf_path, cache, truncation=1.0).evaluate_all()) == 1
+  assert len(evaluator.read_results(model_dir)) == 4
+
+
+def test_a_rewritten_checkpoint_is_evaluated_again(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _, ema, manager = _make_run(model_dir, steps=(10,))
+  path = os.path.join(model_dir, "checkpoints", "ckpt-10")
+  before = results.checkpoint_fingerprint(path)
+  first = _evaluator(model_dir, clf_path, cache).evaluate_all()
+  assert results.checkpoint_fingerprint(path) == before  # evaluation never writes it
+  assert _evaluator(model_dir, clf_path, cache).evaluate_all() == []
+  ema.linear.kernel.assign_add(0.5 * tf.ones_like(ema.linear.kernel))
+  manager.save(checkpoint_number=10)  # the same path, other weights
+  again = _evaluator(model_dir, clf_path, cache).evaluate_all()
+  assert len(again) == 1 and again[0]["checkpoint"] == first[0]["checkpoint"]
+  assert again[0]["checkpoint_sha256"] != first[0]["checkpoint_sha256"]
+  assert again[0]["metrics"]["fid60/blobs-train"] != first[0]["metrics"]["fid60/blobs-train"]
+
+
+def test_fewer_real_images_than_asked_are_named_and_warned(tmp_path, clf_path, caplog):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  with caplog.at_level(std_logging.WARNING):
+    rows = _evaluator(model_dir, clf_path, cache, real_num_samples=100,
+                      manifold=True).evaluate_all()
+  row = rows[0]
+  assert row["real_count"] == 64 and row["protocol"].startswith("60-vs64/blobs-train")
+  assert "fid60-vs64/blobs-train" in row["metrics"] and "is60" in row["metrics"]
+  assert "precision60-vs64_k3/blobs-train" in row["metrics"]
+  assert not any(k.startswith("fid60/") for k in row["metrics"])
+  assert any("64 real images of the 100 asked" in r.getMessage() for r in caplog.records)
+
+
+def test_standing_statistics_default_for_ema_and_recorded(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  ev = _evaluator(model_dir, clf_path, cache, standing_batches=None)
+  (row,) = ev.evaluate_all()
+  assert row["generator"] == "ema_generator"
+  assert row["standing_batches"] == evaluator.DEFAULT_STANDING_BATCHES
+  # The generator in memory holds recomputed statistics, the checkpoint the stored ones.
+  stored = tf.train.load_checkpoint(row["checkpoint"])
+  layer = standing.batch_norm_layers(ev.generator)[0]
+  name = [n for n in stored.get_variable_to_shape_map()
+          if n.startswith("ema_generator") and layer.name in n and "moving_mean" in n][0]
+  assert not np.allclose(stored.get_tensor(name), layer.moving_mean.numpy())
+  raw = _evaluator(model_dir, clf_path, cache, standing_batches=None, use_ema=False)
+  assert raw.evaluate_all()[0]["standing_batches"] == 0
