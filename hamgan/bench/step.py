@@ -12,6 +12,11 @@ numbers mean something only on an otherwise idle accelerator.
 
 A second table compares the real tf.data pipeline (the offline digits) with a
 batch held in memory, for the same model: the input pipeline should cost < 5%.
+
+With --profile, every configuration (and, with --demo, the demo's model: ch=8, batch
+32, NMF rank 8, as gin_configs/demo_mnist.gin) is also traced with tf.profiler: op
+count per step and the share of kernel time spent in matmul / convolution kernels
+(hamgan.bench.op_profile); a low share means the step is overhead-bound.
 """
 import argparse
 import os
@@ -20,13 +25,14 @@ import time
 
 import numpy as np
 
+from hamgan.bench import op_profile
 from hamgan.bench import write_results
 
 CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
 
 
 def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classes=10,
-             jit_compile=False, precision="float32"):
+             jit_compile=False, precision="float32", context_settings=None, z_dim=128):
   """A Trainer on a throw-away model_dir; dataset 'memory' holds one batch in memory."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -35,11 +41,11 @@ def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classe
 
   def g_fn(name):
     return Generator(image_size=image_size, num_classes=num_classes, ch=ch, context=context,
-                     name=name)
+                     context_settings=context_settings, z_dim=z_dim, name=name)
 
   def d_fn(name):
     return Discriminator(image_size=image_size, num_classes=num_classes, ch=ch,
-                         context=context, name=name)
+                         context=context, context_settings=context_settings, name=name)
 
   dataset_fn = None
   if dataset == "memory":
@@ -95,6 +101,12 @@ def main(argv=None):
   parser.add_argument("--jit_compile", action="store_true",
                       help="compile the replica step with XLA for every context (as a TPU "
                            "always does)")
+  parser.add_argument("--profile", action="store_true",
+                      help="also trace each configuration with tf.profiler: ops per step and "
+                           "the matmul/conv share of kernel time")
+  parser.add_argument("--demo", action="store_true",
+                      help="also time (and with --profile trace) the demo's model: 32x32, "
+                           "ch=8, batch 32, ham_nmf rank 8 (gin_configs/demo_mnist.gin)")
   parser.add_argument("--no_pipeline", action="store_true",
                       help="skip the input-pipeline comparison")
   parser.add_argument("--out", default="runs/bench_step.jsonl",
@@ -109,7 +121,7 @@ def main(argv=None):
   for s in sizes:
     if s not in widths:
       parser.error(f"--ch has no width for image size {s}; add '{s}:CH' to --ch.")
-  rows, tables = [], []
+  rows, tables, all_trainers = [], [], {}
   xla = ", XLA-compiled step" if args.jit_compile else ""
 
   for size in sizes:
@@ -119,6 +131,7 @@ def main(argv=None):
                                     jit_compile=args.jit_compile)
                 for c in contexts}
     secs = _time_round_robin(trainers, args.loops, args.rounds)
+    all_trainers.update(trainers)
     base = secs.get((size, "none"))
     ylg = secs.get((size, "ylg"))
     lines = [f"### {size}x{size}, ch={widths[size]}, batch {args.batch} (D step + G step{xla})",
@@ -131,6 +144,33 @@ def main(argv=None):
                        batch=args.batch, jit_compile=args.jit_compile, it_per_s=1 / s,
                        time=time.time()))
     tables.append("\n".join(lines))
+    print("\n" + tables[-1] + "\n", flush=True)
+
+  if args.demo:
+    print("[demo] the demo model (32x32, ch=8, batch 32, ham_nmf rank 8) ...", flush=True)
+    demo = {(32, "demo"): _trainer(32, "ham_nmf", 32, 8, args.loops, "memory",
+                                   jit_compile=args.jit_compile, z_dim=64,
+                                   context_settings={"rank": 8, "steps": 6})}
+    secs = _time_round_robin(demo, args.loops, args.rounds)
+    tables.append(f"### the demo model (32x32, ch=8, batch 32, ham_nmf rank 8{xla})\n\n"
+                  f"| model | it/s |\n|---|---|\n| demo | {1 / secs[(32, 'demo')]:.2f} |")
+    rows.append(dict(bench="step", image_size=32, context="demo", ch=8, batch=32,
+                     jit_compile=args.jit_compile, it_per_s=1 / secs[(32, "demo")],
+                     time=time.time()))
+    all_trainers[(32, "demo")] = demo[(32, "demo")]
+
+  if args.profile:
+    print("[profile] tracing every configuration ...", flush=True)
+    profiled = []
+    for (size, name), trainer in all_trainers.items():
+      trace = op_profile.profile_ops(lambda t=trainer: t.run_loop(args.loops), args.loops)
+      summary = op_profile.summarize(trace)
+      profiled.append((f"{name} @ {size}x{size}", summary))
+      rows.append(dict(bench="step_profile", image_size=size, context=name,
+                       jit_compile=args.jit_compile, time=time.time(),
+                       **{k: v for k, v in summary.items() if k != "top"}))
+    tables.append(f"### where the step's time goes (tf.profiler, {args.loops} steps each{xla})"
+                  "\n\n" + op_profile.format_table(profiled))
     print("\n" + tables[-1] + "\n", flush=True)
 
   if not args.no_pipeline:
