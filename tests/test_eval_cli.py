@@ -241,12 +241,17 @@ def test_sample_writes_npz_and_pngs_of_the_restored_generator(tmp_path):
     images, labels, z = data["images"], data["labels"], data["z"]
   assert images.shape == (5, SIZE, SIZE, 3) and images.dtype == np.uint8
   assert list(labels) == [3, 5, 3, 5, 3] and np.abs(z).max() <= 0.7
+  stored = [v.numpy() for v in ema.variables]
+  # The EMA G samples with standing statistics: 16 batches of 100, seed + 1, same truncation.
+  standing.recompute(ema, 16, 100, seed=1, truncation=0.7)
   expected = ema((tf.constant(z), tf.constant(labels)), training=False).numpy()
   np.testing.assert_array_equal(images, np.clip(np.round((expected + 1) * 127.5), 0, 255))
+  for v, value in zip(ema.variables, stored):
+    v.assign(value)
   png_dir = str(tmp_path / "pngs")
   assert sample_cli.main(sample_cli.parse_flags([
       "hamgan-sample", f"--model_dir={model_dir}", "--num_samples=3", "--classes=9",
-      f"--out={png_dir}"])) == 0
+      "--standing_batches=0", f"--out={png_dir}"])) == 0
   names = sorted(os.listdir(png_dir))
   assert names == [f"sample_0000{i}_class9.png" for i in range(3)]
   first = tf.io.decode_png(tf.io.read_file(os.path.join(png_dir, names[0]))).numpy()

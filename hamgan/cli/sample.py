@@ -5,8 +5,10 @@
 
 Labels cycle through --classes (default: all classes). With --truncation=t, entries
 of z with |z| > t are redrawn (the truncation trick). PNG names carry index and
-class; an .npz holds `images` (uint8 N,S,S,3), `labels` and `z`. Needs no TF-GAN and
-no classifier.
+class; an .npz holds `images` (uint8 N,S,S,3), `labels` and `z` (hamgan-eval --images
+scores it). The EMA generator samples with standing statistics (its batch-norm moving
+statistics recomputed over --standing_batches batches of fresh z, as hamgan-eval does;
+the checkpoint is not changed). Needs no TF-GAN and no classifier.
 """
 import os
 import sys
@@ -35,6 +37,10 @@ def define_flags(fv):
                        flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Seed of z.", flag_values=fv)
   flags.DEFINE_integer("batch_size", 100, "Samples per generator call.", flag_values=fv)
+  flags.DEFINE_integer("standing_batches", None,
+                       "Batches of fresh z for BN standing statistics; 0 keeps the "
+                       "stored ones. Default: 16 for the EMA generator, 0 for the raw one.",
+                       flag_values=fv)
   flags.mark_flag_as_required("model_dir", flag_values=fv)
   flags.mark_flag_as_required("out", flag_values=fv)
 
@@ -94,11 +100,17 @@ def sample(fv):
   """Restores G as the flags say and writes the samples; returns the written paths."""
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import standing  # pylint: disable=g-import-not-at-top
   if fv.num_samples <= 0:
     raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
+  standing.batches_for("ema_generator", fv.standing_batches)  # checked before any work
   path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
   generator = run_dir.build_generator_from_config(fv.model_dir)
   key = run_dir.restore_generator(generator, path, fv.use_ema)
+  batches = standing.batches_for(key, fv.standing_batches)
+  if batches:
+    standing.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,
+                       truncation=fv.truncation)
   classes = parse_classes(fv.classes, int(generator.num_classes))
   images, labels, z = generate(generator, fv.num_samples, classes, fv.truncation, fv.seed,
                                fv.batch_size)

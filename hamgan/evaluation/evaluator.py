@@ -38,7 +38,7 @@ from hamgan.evaluation import standing
 RESULTS = results.RESULTS
 read_results = results.read_results  # the names this module always had
 write_result = results.write_result
-DEFAULT_STANDING_BATCHES = 16  # BigGAN's practice: a few batches of fresh z and labels
+DEFAULT_STANDING_BATCHES = standing.DEFAULT_BATCHES
 
 
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
@@ -194,21 +194,12 @@ class Evaluator:
   def done_keys(self):
     return {results.row_key(r) for r in read_results(self.model_dir)}
 
-  def standing_batches(self, generator_key):
-    s = self.settings.standing_batches
-    if s is None:
-      return DEFAULT_STANDING_BATCHES if generator_key == "ema_generator" else 0
-    if not isinstance(s, int) or s < 0:
-      raise ValueError(f"standing_batches={s!r} must be an int >= 0 (0 keeps the stored "
-                       "moving statistics).")
-    return s
-
   def key_fields(self, step, checkpoint_path, generator_key):
     """The row fields that results.row_key reads: every setting that changes a number."""
     s, key = self.settings, self.real_key()
     return dict(
         step=step, checkpoint_sha256=results.checkpoint_fingerprint(checkpoint_path),
-        generator=generator_key, standing_batches=self.standing_batches(generator_key),
+        generator=generator_key, standing_batches=standing.batches_for(generator_key, s.standing_batches),
         classifier=self.classifier.identity,
         metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid), seed=s.seed,
         truncation=s.truncation, num_samples=s.num_samples, real_dataset=key.dataset,

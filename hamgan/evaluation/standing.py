@@ -19,6 +19,19 @@ from hamgan.evaluation import features as features_lib
 from hamgan.layers.normalization import ConditionalBatchNorm
 
 
+DEFAULT_BATCHES = 16  # BigGAN's practice: a few batches of fresh z and labels
+
+
+def batches_for(generator_key, asked=None):
+  """The batch count to use: `asked`, else DEFAULT_BATCHES for the EMA G and 0 otherwise."""
+  if asked is None:
+    return DEFAULT_BATCHES if generator_key == "ema_generator" else 0
+  if not isinstance(asked, int) or asked < 0:
+    raise ValueError(f"standing_batches={asked!r} must be an int >= 0 (0 keeps the stored "
+                     "moving statistics).")
+  return asked
+
+
 def batch_norm_layers(model):
   """The ConditionalBatchNorm layers of `model`, in a fixed order."""
   return [m for m in model.submodules if isinstance(m, ConditionalBatchNorm)]
