@@ -314,16 +314,21 @@ def fenced_blocks(text):
 
 def shell_commands(code):
   """[(tool, [args])] of every hamgan-* command in a shell snippet."""
-  code = code.replace("\\\n", " ")
+  lines = code.replace("\\\n", " ").splitlines()
   commands = []
-  for line in code.splitlines():
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    lexer.commenters = "#"
-    try:
-      tokens = list(lexer)
-    except ValueError as e:
-      raise AssertionError(f"shell line does not parse ({e}): {line}") from e
+  while lines:
+    line = lines.pop(0)
+    while True:  # a quoted string may go on over the next lines
+      lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+      lexer.whitespace_split = True
+      lexer.commenters = "#"
+      try:
+        tokens = list(lexer)
+        break
+      except ValueError as e:
+        if "No closing quotation" not in str(e) or not lines:
+          raise AssertionError(f"shell line does not parse ({e}): {line}") from e
+        line += "\n" + lines.pop(0)
     current = None
     at_start = True
     for token in tokens:
@@ -371,9 +376,10 @@ def check_command(tool, args, tool_help):
 
 def test_shell_parser_finds_commands_and_bad_flags(tool_help):
   """The example checker itself: it finds a command behind a loop keyword, after a
-  line continuation, and flags an unknown flag."""
+  line continuation and after a quoted string over two lines, and flags an unknown flag."""
   code = ("for c in a b; do\n  \"$B/hamgan-train\" --gin_file=demo_digits \\\n"
           "    --model_dir=runs/$c --no_such_flag=1  # comment --ignored\ndone\n"
+          "X=$(python -c \"import os\nprint(1)\")\n"   # a quote open over two lines
           "hamgan-bench step --batch=8\n")
   commands = shell_commands(code)
   assert commands == [("hamgan-train", ["--gin_file=demo_digits", "--model_dir=runs/$c",
