@@ -10,7 +10,14 @@ Modules, one concept each:
   real_stats         real-data features, cached on disk under a full key.
   run_dir            the training run directory: checkpoints, gin config, G restore.
   evaluator          checkpoints -> metrics -> eval/results.jsonl (+ sample grids).
-  images             sample grids and PNG writing.
+  results            eval/results.jsonl rows and their key (every setting, checkpoint hash).
+  standing           BN standing statistics for the generator being evaluated.
+  manifold           precision/recall, density/coverage from k-NN balls, in blocks.
+  scoring            every metric of one evaluation, named by its protocol.
+  image_files        a folder of PNG/JPEG files or an .npz, checked before any work.
+  image_eval         hamgan-eval --images: scores those against real data/images/stats.
+  stats_file         mu/sigma .npz export and import (the original FID code's layout).
+  images             sample grids of a generator (PNG writing: hamgan.images).
   digits_classifier  a small digits CNN standing in for Inception in the offline demo.
 
 This package is the only place in hamgan that imports `tensorflow_gan`; the import is
