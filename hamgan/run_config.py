@@ -59,13 +59,20 @@ def lookup(bindings, name):
   """The value bound to `name` (e.g. 'train.batch_size'), or None.
 
   A binding matches if it is `name`, or `name` behind a module path
-  ('hamgan.models.generator.Generator.context') or a scope ('eval/train.dataset');
-  the first match in the file wins.
+  ('hamgan.models.generator.Generator.context') or a scope ('eval/train.dataset').
+  Unscoped bindings win over scoped ones (a scope applies only inside it); among
+  equals, the first in the file.
   """
+  scoped = None
   for bound, value in bindings.items():
-    if bound == name or bound.endswith("." + name) or bound.endswith("/" + name):
-      return value
-  return None
+    if bound == name or bound.endswith("." + name):
+      if "/" not in bound:
+        return value
+      if scoped is None:
+        scoped = value
+    elif bound.endswith("/" + name) and scoped is None:
+      scoped = value
+  return scoped
 
 
 def _strip_comment(line):

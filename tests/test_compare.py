@@ -299,7 +299,8 @@ def test_gin_reader():
   assert b["Generator.context_settings"] == {"rank": 32, "steps": 6}
   assert b["train.loss_fn"] == "@hinge" and isinstance(b["train.loss_fn"], run_config.Reference)
   assert b["train.g_lr"] == pytest.approx(1e-4)
-  assert run_config.lookup(b, "train.dataset") == "cifar10"   # scoped; first match wins
+  assert run_config.lookup(b, "train.dataset") == "digits"   # unscoped wins over eval/
+  assert run_config.lookup(run_config.parse_bindings("s/G.x = 1\n"), "G.x") == 1
   assert run_config.lookup(b, "train.num_steps") is None
   # Contexts chosen by gin reference show as their names.
   assert [runs.context_name(run_config.parse_bindings(f"G.context = {v}")["G.context"])
