@@ -119,6 +119,7 @@ def test_mixed_bfloat16_outputs_float32_close_to_float32(context):
     assert np.abs(logits.numpy() - ref_logits.numpy()).max() < 0.1 * scale
 
 
+@pytest.mark.slow  # about a minute on 2 shared cores: one XLA compile of G and D
 def test_jit_compile_matches_eager():
   # Deterministic contexts, so that XLA and eager outputs can be compared.
   g = Generator(context="sagan", **SMALL)
