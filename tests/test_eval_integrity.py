@@ -108,3 +108,20 @@ def test_standing_statistics_default_for_ema_and_recorded(tmp_path, clf_path):
   assert not np.allclose(stored.get_tensor(name), layer.moving_mean.numpy())
   raw = _evaluator(model_dir, clf_path, cache, standing_batches=None, use_ema=False)
   assert raw.evaluate_all()[0]["standing_batches"] == 0
+
+
+def test_intra_fid_with_labelled_real_data_is_the_mean_of_per_class_fids(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  images, labels = _real(), (np.arange(64) % 10).astype(np.int32)
+
+  def labelled():
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+
+  (row,) = _evaluator(model_dir, clf_path, cache, data=labelled, intra_fid=True,
+                      num_samples=100, real_num_samples=64).evaluate_all()
+  per_class = row["intra_fid_per_class"]
+  assert sorted(per_class, key=int) == [str(c) for c in range(10)]
+  assert row["metrics"]["intra_fid100/blobs-train"] == pytest.approx(
+      np.mean(list(per_class.values())), rel=1e-12)
+  assert row["metric_set"] == ["fid", "intra_fid", "is"]

@@ -296,6 +296,14 @@ def test_mirrored_features_equal_single_device(saved_classifiers, two_cpu_strate
       strategy=two_cpu_strategy)
   np.testing.assert_allclose(real.pool_3, clf(_real_images(29))["pool_3"].numpy(),
                              rtol=1e-5, atol=1e-6)
+  # Labelled batches: the labels come back too, in order, across the replicas.
+  labels = (np.arange(29) * 7 % 5).astype(np.int32)
+  labelled = features.dataset_features(
+      tf.data.Dataset.from_tensor_slices((_real_images(29), labels)).batch(8), clf, 29,
+      strategy=two_cpu_strategy)
+  np.testing.assert_array_equal(labelled.labels, labels)
+  np.testing.assert_allclose(labelled.pool_3, real.pool_3, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(two.labels, features.latent_inputs(25, 4, 6, seed=7)[1])
 
 
 def test_progress_line_rate_and_eta():
