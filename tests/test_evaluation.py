@@ -321,14 +321,19 @@ def test_generation_step_traced_once_per_generator_and_released(saved_classifier
   import gc  # pylint: disable=g-import-not-at-top
   import weakref  # pylint: disable=g-import-not-at-top
   clf = classifier_lib.load_classifier(saved_classifiers[0])
-  g = StandInGenerator()
-  first = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
-  traces = g.calls  # G's Python code runs only while tracing
-  second = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
-  assert traces >= 1 and g.calls == traces
-  np.testing.assert_array_equal(first, second)
-  alive = weakref.ref(g)
-  del g
+
+  def run_twice():
+    # G lives in this frame only: TensorFlow's tracing may snapshot a caller frame's
+    # f_locals, and a stale snapshot of the test's own frame would keep G alive.
+    g = StandInGenerator()
+    first = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
+    traces = g.calls  # G's Python code runs only while tracing
+    second = features.generated_features(g, clf, 10, 4, 6, batch_size=5).pool_3
+    assert traces >= 1 and g.calls == traces
+    np.testing.assert_array_equal(first, second)
+    return weakref.ref(g)
+
+  alive = run_twice()
   gc.collect()
   assert alive() is None  # the cached step does not keep G (and its weights) alive
 
