@@ -188,3 +188,24 @@ def test_hamgan_eval_cli_images_real_images_export_and_real_stats(tmp_path, clas
   assert "--kid need the real features" in capsys.readouterr().err
   assert run(f"--real_stats={stats}", "--model_dir=runs/x") == 1
   assert "--model_dir belongs to evaluating a run" in capsys.readouterr().err
+
+
+def test_images_against_a_hamgan_data_set_are_cached_and_exportable(tmp_path, classifier_path):
+  data_dir, cache = str(tmp_path / "tfds"), str(tmp_path / "cache")
+  fake = image_io.to_uint8(tf.image.resize(_real_images(40, seed=12), (32, 32)).numpy())
+  np.savez(tmp_path / "x.npz", images=fake)
+  kw = dict(real_dataset="digits", real_split="test", data_dir=data_dir, cache_dir=cache,
+            real_num_samples=100)
+  row = image_eval.evaluate_images(_settings(classifier_path, images=str(tmp_path / "x.npz"),
+                                             **kw))
+  assert row["real_count"] == 100 and row["real"] == "digits-test"
+  assert row["protocol"].startswith("40/digits-test, classifier ")
+  assert len(os.listdir(cache)) == 1  # the real features, keyed like the run evaluator's
+  stats = str(tmp_path / "digits_stats.npz")
+  assert image_eval.evaluate_images(_settings(classifier_path, export_stats=stats, **kw),
+                                    real_resolution=32) is None
+  again = image_eval.evaluate_images(_settings(
+      classifier_path, images=str(tmp_path / "x.npz"), real_stats=stats))
+  assert again["metrics"]["fid40/digits-test"] == pytest.approx(
+      row["metrics"]["fid40/digits-test"], rel=1e-6)
+  assert len(os.listdir(cache)) == 1  # the export came from the cache

@@ -161,10 +161,14 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
   label = scoring.sample_label(fake.count, real.count, asked)
   values, extra = scoring.score(real, fake, label, against, s.kid, s.manifold,
                                 s.intra_fid)
+  protocol = f"{label}/{against}"
+  if classifier.identity != classifier_lib.INCEPTION_TFHUB:  # as the run evaluator's
+    protocol += f", classifier {os.path.basename(classifier.source)}"
   row = dict(
       images=fake_set.source, images_sha256=fake_set.fingerprint, num_samples=fake.count,
-      protocol=f"{label}/{against}", classifier=classifier.identity, metrics=values,
-      real=s.real_stats or s.real_images or f"{s.real_dataset}/{real_side.describe()[0]}",
+      protocol=protocol, classifier=classifier.identity, metrics=values,
+      real=os.path.abspath(s.real_stats or s.real_images) if not s.real_dataset else against,
+      real_data_dir=s.data_dir if s.real_dataset else None,
       real_count=real.count, real_num_samples=asked,
       metrics_implementation=getattr(metrics, "implementation_name", lambda: None)(),
       eval_seconds=time.time() - start, wall_time=time.time(), **extra)
