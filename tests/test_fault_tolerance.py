@@ -384,9 +384,9 @@ def test_watcher_skips_deleted_and_damaged_checkpoints_and_waits_for_restarts(
 
 
 @pytest.mark.parametrize("params,fragments", [
-    (["train.batch_size = 'four'"], ["train.batch_size='four' is not a positive integer",
+    (["train.batch_size = 'four'"], ["train: batch_size='four' is not a positive integer",
                                      "pass the global batch"]),
-    (["train.num_steps = 2.5"], ["train.num_steps=2.5 is not a positive integer"]),
+    (["train.num_steps = 2.5"], ["train: num_steps=2.5 is not a positive integer"]),
     (["fault_tolerance.max_rollbacks = 1.5"], ["fault_tolerance.max_rollbacks=1.5",
                                                 "pass 0 to stop"]),
     (["fault_tolerance.inject_nan_at_step = 'soon'"], ["inject_nan_at_step='soon'"]),

@@ -127,7 +127,8 @@ def test_unwritable_model_dir(tmp_path, capsys):
 
 
 def test_batch_not_divisible_by_replicas(tmp_path, capsys, monkeypatch, two_cpu_strategy):
-  monkeypatch.setattr(strategy_lib, "resolve_strategy", lambda tpu=None: two_cpu_strategy)
+  monkeypatch.setattr(strategy_lib, "resolve_strategy",
+                      lambda tpu=None, worker_timeout_secs=None: two_cpu_strategy)
   _expect_setup_error(capsys, tmp_path / "run", ["batch_size=5", "multiple of 2"],
                       gin_file=["demo_digits"], gin_param=TINY + ["train.batch_size = 5"])
 
@@ -147,3 +148,32 @@ def test_tiny_run_end_to_end(tmp_path, capsys, caplog):
   progress = [r.getMessage() for r in caplog.records if "it/s" in r.getMessage()]
   assert progress and "step 2/2" in progress[-1] and "ETA" in progress[-1]
   assert (model_dir / "samples" / "step_2.png").exists()
+
+
+def test_print_config_prints_every_resolved_setting_and_touches_nothing(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  _main(gin_file=["demo_digits"], model_dir=str(model_dir), gin_param=TINY,
+        print_config=True)
+  out = capsys.readouterr().out
+  # Bound values, values from the experiment file, and defaults nobody bound.
+  for line in ("train.batch_size = 4", "Generator.ch = 2", "train.g_lr = 0.0002",
+               "train.max_loop_seconds = 10.0", "train.loss_fn = @hinge",
+               "fault_tolerance.max_rollbacks = 0", "Discriminator.image_size = %IMAGE_SIZE"):
+    assert line in out, line
+  assert not model_dir.exists()
+
+
+def test_dry_run_checks_everything_and_trains_nothing(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  _main(gin_file=["demo_digits"], model_dir=str(model_dir), gin_param=TINY, dry_run=True)
+  out = capsys.readouterr().out
+  assert "dry run passed" in out and "starting at step 0" in out
+  assert _newest_step(model_dir) == 0
+  assert sorted(os.listdir(model_dir)) == []  # no config, log, summary or checkpoint
+  # A problem that only shows when the data set is opened is still caught.
+  with pytest.raises(SystemExit) as exit_info:
+    _main(gin_file=["demo_digits"], model_dir=str(model_dir), dry_run=True,
+          gin_param=TINY + ["train.dataset = 'cifar10'",
+                            f"train.data_dir = '{tmp_path / 'empty'}'"])
+  assert exit_info.value.code == 2
+  assert "not prepared" in capsys.readouterr().err

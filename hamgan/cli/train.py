@@ -3,6 +3,12 @@
   hamgan-train --gin_file=gin_configs/demo_digits.gin --model_dir=runs/demo
   hamgan-train --gin_file=imagenet128_hamgan_baby --model_dir=gs://b/run --tpu=local \
       --gin_param="train.data_dir='gs://b/tfds'"
+  hamgan-train --gin_file=demo_digits --print_config
+  hamgan-train --gin_file=demo_digits --model_dir=runs/demo --dry_run
+
+Several hosts: run the same command on each with its TF_CONFIG (launch/multihost.sh
+does it); the chief (worker 0) writes model_dir, a SIGTERM to any worker saves one
+checkpoint on all of them, and a lost worker stops the others with exit status 3.
 
 Everything that can be wrong with a run's set-up (the gin files, a binding, the
 data set, the model_dir, the batch for the number of replicas) is checked
@@ -29,6 +35,12 @@ flags.DEFINE_string("model_dir", None, "run directory (local or gs://): checkpoi
                     "summaries, samples, train_log.jsonl. Training resumes from it.")
 flags.DEFINE_string("tpu", None, "TPU to train on: 'local' on a TPU VM, or the TPU's "
                     "name. Unset: several GPUs, a multi-worker TF_CONFIG, or one device.")
+flags.DEFINE_bool("print_config", False, "print the resolved configuration (every "
+                  "setting of train, fault_tolerance and the models, defaults included) "
+                  "and exit; touches no device and no model_dir.")
+flags.DEFINE_bool("dry_run", False, "check everything up to the first step (gin, data, "
+                  "model_dir, strategy, models and optimizers built, checkpoint found) "
+                  "and exit 0 without training or writing checkpoints.")
 
 GIN_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "gin_configs"
 
@@ -114,6 +126,26 @@ def parse_gin(gin_files, gin_params):
   return paths
 
 
+def resolved_config(gin_files, gin_params):
+  """The operative configuration of an experiment: every setting the run would use.
+
+  Builds the settings and the (unbuilt, weightless) models so that gin records
+  every parameter, defaults included; no device work, nothing written.
+  """
+  from hamgan import models  # pylint: disable=import-outside-toplevel
+  from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
+  from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  parse_gin(gin_files, gin_params)
+  try:
+    trainer_lib.TrainConfig()
+    fault_tolerance.FaultToleranceConfig()
+    models.Generator(name="generator")
+    models.Discriminator(name="discriminator")
+  except (ValueError, TypeError) as e:
+    raise SetupError(str(e)) from e
+  return gin.operative_config_str()
+
+
 def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
   """Parses the config, resolves the strategy and builds the Trainer (no step yet)."""
   from hamgan.training import strategy as strategy_lib  # pylint: disable=import-outside-toplevel
@@ -124,11 +156,10 @@ def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
                      "e.g. --model_dir=runs/my_run.")
   parse_gin(gin_files, gin_params)
   try:
-    trainer_lib.check_model_dir(model_dir)
     config = trainer_lib.TrainConfig()
     fault_tolerance.FaultToleranceConfig()  # its bindings fail here, before any device work
     if strategy is None:
-      strategy = strategy_lib.resolve_strategy(tpu)
+      strategy = strategy_lib.resolve_strategy(tpu, config.worker_timeout_secs)
     return trainer_lib.Trainer(model_dir, config, strategy=strategy)
   except (ValueError, TypeError) as e:
     raise SetupError(str(e)) from e
@@ -138,20 +169,30 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}; pass settings as --gin_param.")
   try:
+    if FLAGS.print_config:
+      print(resolved_config(FLAGS.gin_file, FLAGS.gin_param))
+      return
     trainer = build_trainer(FLAGS.gin_file, FLAGS.gin_param, FLAGS.model_dir, FLAGS.tpu)
   except SetupError as e:
     logging.error("hamgan-train cannot start: %s", e)
     print(f"hamgan-train: error: {e}", file=sys.stderr)
     sys.exit(2)
+  if FLAGS.dry_run:
+    print(f"hamgan-train: dry run passed: {trainer.describe()}; nothing was trained or "
+          "saved. Run without --dry_run to train.")
+    return
   _train_with_fault_handling(trainer, FLAGS.model_dir)
   print(f"hamgan-train: done; checkpoints, summaries and samples are in {FLAGS.model_dir}")
 
 
 def _train_with_fault_handling(trainer, model_dir):
   """Trains with the fault_tolerance hooks; exits 0 on SIGTERM, 130 on SIGINT, 1 on NaN."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from hamgan.training import cluster  # pylint: disable=import-outside-toplevel
   from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
   hooks = fault_tolerance.make_hooks(fault_tolerance.FaultToleranceConfig())
   signals = [h for h in hooks if isinstance(h, fault_tolerance.SignalHook)]
+  several = cluster.num_workers(trainer.strategy) > 1
   with signals[0] if signals else contextlib.nullcontext():
     try:
       trainer.train(hooks=hooks)
@@ -159,16 +200,35 @@ def _train_with_fault_handling(trainer, model_dir):
       logging.error("hamgan-train stopped: %s", e)
       print(f"hamgan-train: error: {e}", file=sys.stderr)
       sys.exit(1)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.AbortedError,
+            tf.errors.InternalError) as e:
+      if not several:
+        raise
+      # A collective failed or timed out: another worker died or hangs.
+      first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+      message = (f"lost contact with another worker at step {trainer.last_step} "
+                 f"({type(e).__name__}: {first}); {cluster.RESTART_HINT}.")
+      logging.error("hamgan-train stopped: %s", message)
+      print(f"hamgan-train: error: {message}", file=sys.stderr)
+      sys.stderr.flush()
+      # The collective runtime may still hold threads blocked on the dead peer.
+      os._exit(3)  # pylint: disable=protected-access
   if signals and signals[0].received is not None:
     name = signals[0].signal_name
-    print(f"hamgan-train: stopped by {name} at step {int(trainer.step.numpy())}; the "
+    print(f"hamgan-train: stopped by {name} at step {trainer.last_step}; the "
           f"checkpoint is in {model_dir}; run the same command to resume.")
     sys.exit(0 if name == "SIGTERM" else 130)
+  if trainer.stopped_by == "another worker":
+    print(f"hamgan-train: another worker asked to stop: agreed to stop at step "
+          f"{trainer.last_step}; the checkpoint is in {model_dir}; {cluster.RESTART_HINT}.")
+    sys.exit(0)
 
 
 def run():
   from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
-  run_with_help(main, __doc__, ("gin_file", "gin_param", "model_dir", "tpu"))
+  run_with_help(main, __doc__, ("gin_file", "gin_param", "model_dir", "tpu", "print_config",
+                                "dry_run"))
 
 
 if __name__ == "__main__":

@@ -256,13 +256,12 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
   return ds.with_options(options).prefetch(AUTOTUNE)
 
 
-def distributed_dataset(strategy, name, split, image_size, global_batch_size,
-                        **kwargs):
-  """Builds one pipeline per input worker and distributes it over the replicas.
+def distribute(strategy, global_batch_size, dataset_fn):
+  """Distributes `dataset_fn(input_context, per_replica_batch)` (one host's pipeline).
 
-  Each replica gets global_batch_size // num_replicas examples per step; each input
-  pipeline (one per host) reads a disjoint share of the split. Other keyword
-  arguments go to make_dataset (and gin bindings of make_dataset apply to the rest).
+  The one wrapper around strategy.distribute_datasets_from_function, used by
+  `distributed_dataset` and by the trainer: each replica gets
+  global_batch_size // num_replicas examples per step.
   """
   replicas = strategy.num_replicas_in_sync
   if (not isinstance(global_batch_size, int) or global_batch_size < 1
@@ -271,12 +270,22 @@ def distributed_dataset(strategy, name, split, image_size, global_batch_size,
         f"global_batch_size={global_batch_size!r} is not a positive multiple of the "
         f"{replicas} replicas in sync; use a multiple of {replicas} (e.g. "
         f"{replicas * max(1, int(global_batch_size or 0) // replicas)}).")
+
+  def host_fn(input_context):
+    return dataset_fn(input_context,
+                      input_context.get_per_replica_batch_size(global_batch_size))
+  return strategy.distribute_datasets_from_function(host_fn)
+
+
+def distributed_dataset(strategy, name, split, image_size, global_batch_size,
+                        **kwargs):
+  """make_dataset's pipelines, one per input worker, distributed over the replicas.
+
+  Each input pipeline (one per host) reads a disjoint share of the split. Other
+  keyword arguments go to make_dataset (and gin bindings of make_dataset apply to
+  the rest).
+  """
   # Fail on the host, before any device work, if the config cannot work.
   dataset_info(name, kwargs.get("data_dir")).check_image_size(image_size)
-
-  def dataset_fn(input_context):
-    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-    return make_dataset(name, split, image_size, per_replica,
-                        input_context=input_context, **kwargs)
-
-  return strategy.distribute_datasets_from_function(dataset_fn)
+  return distribute(strategy, global_batch_size, lambda ctx, per_replica: make_dataset(
+      name, split, image_size, per_replica, input_context=ctx, **kwargs))

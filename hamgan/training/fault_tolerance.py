@@ -8,7 +8,7 @@ last checkpoint, and from ever producing a checkpoint that cannot be used:
   current loop the trainer writes a checkpoint at that step and stops. Python
   runs signal handlers between bytecodes, i.e. once the running tf.function
   loop returns, so the save comes within (one loop + one save) of the signal;
-  keep `train.steps_per_loop` small enough for the platform's grace period.
+  a loop lasts at most `train.max_loop_seconds` (10 s by default).
 * `DivergenceGuard`: a non-finite loss or weight stops the run with the step
   and the metric or variable named, and vetoes any save of non-finite values;
   optionally it rolls back to the newest good checkpoint and continues with
@@ -17,11 +17,12 @@ last checkpoint, and from ever producing a checkpoint that cannot be used:
   checkpoint whose every tensor reads back (and is finite).
 * `PoisonData`: a fault-injection tool for tests (NaN images from a given step).
 
-`tf.distribute.experimental.PreemptionCheckpointHandler` is the TF tool for
-MultiWorkerMirroredStrategy clusters and TPU pods, where every worker must agree
-on the step at which to save; a single-host run (one device, MirroredStrategy,
-one TPU VM) gets the same behaviour from the signal flag checked between loops.
-See docs/reliability.md.
+On several hosts a signal reaches one worker, but every worker must stop and
+save at the same step: after each loop the trainer gathers every task's stop
+request (hamgan.training.cluster.Agreement, one small all-gather), so a SIGTERM
+to any worker stops all of them at that loop's end. This is the agreement
+`tf.distribute.experimental.PreemptionCheckpointHandler` makes, done with the
+loop boundaries the trainer already has. See docs/reliability.md.
 """
 import dataclasses
 import signal
@@ -288,10 +289,8 @@ class PoisonData(hooks_lib.Hook):
     self.done = True
     logging.warning("FAULT INJECTION: real images are NaN from step %d on.", step)
 
-    def poisoned(input_context):
-      # Same per-replica (B, S, S, 3) images, all NaN.
-      ds = trainer._checked_dataset_fn(input_context)  # pylint: disable=protected-access
-      return ds.map(lambda x, y: (x * np.float32("nan"), y))
-    dataset = trainer.strategy.distribute_datasets_from_function(poisoned)
+    # Same per-replica (B, S, S, 3) images, all NaN.
+    dataset = trainer.make_distributed_dataset(
+        lambda ds: ds.map(lambda x, y: (x * np.float32("nan"), y)))
     trainer._iterator = iter(dataset)  # pylint: disable=protected-access
     return Action.CONTINUE

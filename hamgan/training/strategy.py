@@ -82,14 +82,21 @@ def _tpu_strategy(tpu):
   return tf.distribute.TPUStrategy(resolver)
 
 
-def resolve_strategy(tpu=None):
-  """Builds the strategy for this machine and logs which one and how many replicas."""
+def resolve_strategy(tpu=None, worker_timeout_secs=None):
+  """Builds the strategy for this machine and logs which one and how many replicas.
+
+  Under MultiWorkerMirroredStrategy every collective gives up after
+  `worker_timeout_secs` (None: waits forever), so a dead or hung worker ends the
+  others' runs with an error instead of hanging them.
+  """
   gpus = tf.config.list_physical_devices("GPU")
   kind = choose_strategy_kind(tpu, len(gpus), os.environ.get("TF_CONFIG"))
   if kind == TPU:
     strategy = _tpu_strategy(tpu)
   elif kind == MULTI_WORKER:
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    options = tf.distribute.experimental.CommunicationOptions(
+        timeout_seconds=worker_timeout_secs)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
   elif kind == MIRRORED:
     strategy = tf.distribute.MirroredStrategy()
   else:

@@ -15,144 +15,38 @@ and keeps its own slice (replica r takes rows r*b .. (r+1)*b-1), so a run on two
 replicas sees exactly the draws of a run on one, and a resumed run the draws of
 an uninterrupted one.
 
-Loops. `steps_per_loop` iterations run inside one tf.function call (a
-`tf.range` loop over the distributed iterator, the TPU custom-loop pattern);
-loops end at every log, summary and checkpoint boundary, so those happen at
-exact steps. Host-side work between loops (logs, summaries, checkpoints,
-hooks) never enters the compiled step.
+Loops. Up to `steps_per_loop` iterations run inside one tf.function call (a
+`tf.range` loop over the distributed iterator, the TPU custom-loop pattern), as
+many as fit in `max_loop_seconds` at the measured step time; the host side
+between loops (hamgan.training.train_loop: logs, summaries, checkpoints, hooks)
+never enters the compiled step.
+
+Several hosts. Under MultiWorkerMirroredStrategy only the chief writes the run's
+files; the other tasks take part in each save into a scratch folder they delete
+(hamgan.training.cluster), and read their data as `train.input_sharding` says
+(hamgan.training.trainer_input).
 
 Extension points. `hooks.Hook` objects passed to `train` see every loop's metrics
 and may stop training or veto a checkpoint (for a signal handler or a NaN guard).
 """
-import dataclasses
-import json
-import os
-import time
-from typing import Any, Callable, Optional
-
 from absl import logging
-import gin
 import numpy as np
 import tensorflow as tf
 
 from hamgan import checkpoints
 from hamgan.layers import hamburger
-from hamgan.training import hooks as hooks_lib
-from hamgan.training import losses as losses_lib
+from hamgan.training import cluster
+from hamgan.training import run_files
 from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
+from hamgan.training import train_loop
+from hamgan.training import trainer_input
+from hamgan.training.train_config import TrainConfig  # noqa: F401  (the gin scope `train`)
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-DONE_FILE = "TRAINING_DONE"
-OPERATIVE_CONFIG = "operative_config.gin"
-_POLICIES = ("auto", "float32", "mixed_bfloat16")
-_RESUME_INPUT = ("skip", "fresh")
-
-
-def _positive_int(owner, name, value, hint):
-  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{owner}.{name}={value!r} is not a positive integer; {hint}")
-
-
-@gin.configurable("train", module="hamgan.training")
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Everything a training run needs besides the models (gin scope `train`).
-
-  Attributes:
-    batch_size: global batch per D step and per G step (a multiple of the replicas).
-    num_steps: training iterations of the whole run (TRAINING_DONE when reached).
-    dataset: a hamgan.data data set name (used when no dataset_fn is given).
-    data_dir: tfds data directory (local or gs://), None for tfds's default.
-    split: the split to train on; None takes the data set's train split.
-    loss_fn: `fn(d_real, d_fake) -> (d_loss_per_example, g_loss_per_example)`,
-      in gin `@hinge` or `@non_saturating`.
-    g_lr, d_lr, beta1, beta2, epsilon: Adam settings (TTUR: D learns 4x faster).
-    d_steps: D updates per G update.
-    ema_decay: decay of the EMA generator.
-    ema_start_step: before this step the EMA generator is a copy of G.
-    steps_per_loop: iterations per tf.function call.
-    log_every, summary_every, checkpoint_every: intervals in steps.
-    max_checkpoints: checkpoints kept (older ones are deleted).
-    grid_columns: samples per class row of the sample grid.
-    mixed_precision: "auto" (mixed_bfloat16 on TPU, float32 elsewhere),
-      "float32" or "mixed_bfloat16".
-    jit_compile: compile the replica step with XLA (implied on TPU).
-    seed: seeds the random draws, the input order and the sample grid.
-    resume_input: on restart, "skip" fast-forwards the (seeded) input pipeline
-      past the batches already used, so a resumed run sees the data an
-      uninterrupted one would (costs a read of those batches); "fresh" starts
-      the pipeline anew (cheap, for very large data sets).
-  """
-  batch_size: int = 256
-  num_steps: int = 1_000_000
-  dataset: str = "digits"
-  data_dir: Optional[str] = None
-  split: Optional[str] = None
-  loss_fn: Callable[..., Any] = losses_lib.hinge
-  g_lr: float = 1e-4
-  d_lr: float = 4e-4
-  beta1: float = 0.0
-  beta2: float = 0.999
-  epsilon: float = 1e-8
-  d_steps: int = 1
-  ema_decay: float = 0.9999
-  ema_start_step: int = 1000
-  steps_per_loop: int = 100
-  log_every: int = 100
-  summary_every: int = 1000
-  checkpoint_every: int = 5000
-  max_checkpoints: int = 5
-  grid_columns: int = 8
-  mixed_precision: str = "auto"
-  jit_compile: bool = False
-  seed: int = 0
-  resume_input: str = "fresh"
-
-  def __post_init__(self):
-    owner = "train"
-    _positive_int(owner, "batch_size", self.batch_size, "pass the global batch, e.g. 256.")
-    _positive_int(owner, "num_steps", self.num_steps, "pass the run length, e.g. 100000.")
-    _positive_int(owner, "d_steps", self.d_steps, "pass 1 (one D step per G step) or more.")
-    for name in ("steps_per_loop", "log_every", "summary_every", "checkpoint_every",
-                 "max_checkpoints", "grid_columns"):
-      _positive_int(owner, name, getattr(self, name), "pass a step count >= 1.")
-    if not isinstance(self.ema_start_step, int) or self.ema_start_step < 0:
-      raise ValueError(f"train.ema_start_step={self.ema_start_step!r} is not an integer "
-                       ">= 0; pass the step from which the EMA averages, e.g. 1000.")
-    if not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"train.ema_decay={self.ema_decay!r} is outside [0, 1); "
-                       "pass e.g. 0.9999.")
-    for name in ("g_lr", "d_lr", "epsilon"):
-      if not getattr(self, name) > 0:
-        raise ValueError(f"train.{name}={getattr(self, name)!r} must be > 0; "
-                         "e.g. g_lr=1e-4, d_lr=4e-4, epsilon=1e-8.")
-    for name in ("beta1", "beta2"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ValueError(f"train.{name}={getattr(self, name)!r} is outside [0, 1); "
-                         "the SAGAN setting is beta1=0, beta2=0.999.")
-    if self.mixed_precision not in _POLICIES:
-      raise ValueError(f"train.mixed_precision={self.mixed_precision!r}; expected one of "
-                       f"{_POLICIES}.")
-    if self.resume_input not in _RESUME_INPUT:
-      raise ValueError(f"train.resume_input={self.resume_input!r}; expected one of "
-                       f"{_RESUME_INPUT}.")
-    object.__setattr__(self, "loss_fn", losses_lib.get_loss(self.loss_fn))
-
-
-def check_model_dir(model_dir):
-  """Creates model_dir and proves it writable, or raises a ValueError saying what to do."""
-  if not model_dir:
-    raise ValueError("model_dir is empty; pass --model_dir=DIR (a local path or gs://...).")
-  probe = os.path.join(model_dir, ".write_probe")
-  try:
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(probe, "w") as f:
-      f.write("ok")
-    tf.io.gfile.remove(probe)
-  except (OSError, tf.errors.OpError) as e:
-    raise ValueError(f"model_dir {model_dir!r} is not writable ({type(e).__name__}: {e}); "
-                     "pass a --model_dir you can create and write to.") from e
+DONE_FILE = run_files.DONE_FILE
+OPERATIVE_CONFIG = run_files.OPERATIVE_CONFIG
+check_model_dir = run_files.check_model_dir
 
 
 def _resolve_policy(setting, strategy):
@@ -201,7 +95,9 @@ class Trainer:
           f"train.jit_compile=True with {type(self.strategy).__name__} over {replicas} "
           "replicas: XLA cannot compile the cross-replica updates of a multi-device "
           "Mirrored step; set train.jit_compile=False there (TPUs compile the step anyway).")
-    check_model_dir(model_dir)
+    self.is_chief = cluster.is_chief(self.strategy)
+    self.agreement = cluster.Agreement(self.strategy)
+    run_files.check_model_dir(model_dir, write=self.is_chief)
     self.checkpoint_dir = checkpoints.checkpoint_dir(model_dir)
     self.policy = _resolve_policy(cfg.mixed_precision, self.strategy)
     tf.keras.mixed_precision.set_global_policy(self.policy)
@@ -222,20 +118,37 @@ class Trainer:
     # The newest checkpoint that reads back whole (a damaged one is skipped, logged).
     self._restore_path, self._start_step = checkpoints.newest_good_checkpoint(
         self.checkpoint_dir)
-    self._dataset_fn = dataset_fn or self._tfds_dataset_fn()
-    dataset = self.strategy.distribute_datasets_from_function(self._checked_dataset_fn)
-    self._iterator = iter(dataset)
+    self._dataset_fn = dataset_fn or trainer_input.tfds_dataset_fn(
+        cfg, self.image_size, self.num_classes,
+        seed=trainer_input.input_seed(cfg, self._start_step))
+    self._iterator = iter(self.make_distributed_dataset())
 
     self._build_state()
     self._restore_or_initialise()
-    with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG), "w") as f:
-      f.write(gin.operative_config_str())
-    self._writer = summaries.RunWriter(model_dir)
+    self._writer = None  # the chief's, made when training starts (a dry run writes nothing)
     self._loop = self._make_loop()
     self._sample = None
-    logging.info("Trainer ready in %s: %d replica(s), global batch %d (%d per replica), "
-                 "policy %s, starting at step %d.", model_dir, replicas, cfg.batch_size,
-                 self.per_replica_batch, self.policy, int(self.step.numpy()))
+    self.last_step = int(self.step.numpy())
+    self.stopped_by = None
+    logging.info("Trainer ready: %s.", self.describe())
+
+  def describe(self):
+    """One line: where, how many replicas and tasks, the batch, the policy, the step."""
+    cfg, replicas = self.config, self.strategy.num_replicas_in_sync
+    tasks = self.agreement.num_tasks
+    role = (f", task {cluster.task_id(self.strategy)} of {tasks}"
+            f"{' (chief)' if self.is_chief else ''}" if tasks > 1 else "")
+    return (f"{self.model_dir}: {replicas} replica(s){role}, global batch {cfg.batch_size} "
+            f"({self.per_replica_batch} per replica), policy {self.policy}, starting at "
+            f"step {int(self.step.numpy())}")
+
+  def writer(self):
+    """The run's summary/log writer; the chief's only (other tasks never write)."""
+    if not self.is_chief:
+      raise RuntimeError("only the chief task writes the run's files")
+    if self._writer is None:
+      self._writer = summaries.RunWriter(self.model_dir)
+    return self._writer
 
   # ---------------------------------------------------------------- set-up
 
@@ -248,45 +161,17 @@ class Trainer:
           f"Discriminator (image_size={d_size}, num_classes={d_classes}) disagree; bind "
           "the same values to both (e.g. with gin macros IMAGE_SIZE and NUM_CLASSES).")
 
-  def _tfds_dataset_fn(self):
-    """Reads config.dataset through hamgan.data, after checking it fits the models."""
-    from hamgan import data  # pylint: disable=import-outside-toplevel
-    cfg = self.config
-    info = data.dataset_info(cfg.dataset, cfg.data_dir)
-    info.check_image_size(self.image_size)
-    if info.num_classes != self.num_classes:
-      raise ValueError(
-          f"data set {cfg.dataset!r} has {info.num_classes} classes but the models were "
-          f"built for num_classes={self.num_classes}; bind Generator.num_classes and "
-          f"Discriminator.num_classes to {info.num_classes}.")
-    split = cfg.split or info.train_split
-
-    def dataset_fn(input_context, per_replica_batch):
-      return data.make_dataset(cfg.dataset, split, self.image_size, per_replica_batch,
-                               data_dir=cfg.data_dir, seed=cfg.seed,
-                               input_context=input_context)
-    return dataset_fn
-
-  def _checked_dataset_fn(self, input_context):
-    """Builds one pipeline, checks its static shapes, fast-forwards it on resume."""
+  def _host_dataset(self, input_context, transform=None):
     per_replica = input_context.get_per_replica_batch_size(self.config.batch_size)
-    ds = self._dataset_fn(input_context, per_replica)
-    images, labels = ds.element_spec
-    want = (per_replica, self.image_size, self.image_size, 3)
-    if tuple(images.shape) != want or images.dtype != tf.float32:
-      raise ValueError(
-          f"the input pipeline gives images {images.dtype.name}{tuple(images.shape)}, the "
-          f"trainer needs float32{want} (a static per-replica batch: batch with "
-          "drop_remainder=True, at the models' image size).")
-    if tuple(labels.shape) != (per_replica,) or not labels.dtype.is_integer:
-      raise ValueError(f"the input pipeline gives labels {labels.dtype.name}"
-                       f"{tuple(labels.shape)}; the trainer needs int labels ({per_replica},).")
-    if self._start_step and self.config.resume_input == "skip":
-      # Each pipeline feeds its replicas round robin, d_steps batches per iteration.
-      replicas_per_pipeline = (self.strategy.num_replicas_in_sync //
-                               input_context.num_input_pipelines)
-      ds = ds.skip(self._start_step * self.config.d_steps * replicas_per_pipeline)
-    return ds
+    ds = trainer_input.host_dataset(self._dataset_fn, input_context, per_replica,
+                                    self.config, self.image_size, self._start_step)
+    return transform(ds) if transform is not None else ds
+
+  def make_distributed_dataset(self, transform=None):
+    """The distributed input; `transform(ds)` is applied to each host's checked pipeline."""
+    from hamgan import data  # pylint: disable=import-outside-toplevel
+    return data.distribute(self.strategy, self.config.batch_size,
+                           lambda ctx, _: self._host_dataset(ctx, transform))
 
   def _build_state(self):
     """Creates every weight and optimizer slot up front, so a restore matches them all."""
@@ -295,17 +180,19 @@ class Trainer:
     z = tf.zeros([b, self.z_dim])
     y = tf.zeros([b], tf.int32)
     x = tf.zeros([b, self.image_size, self.image_size, 3])
+    # The initial weights follow train.seed: runs with one seed start alike on any
+    # number of processes (MultiWorkerMirroredStrategy broadcasts the chief's values).
+    tf.keras.utils.set_random_seed(cfg.seed)
     with self.strategy.scope():
       for g in (self.generator, self.ema_generator):
         g((z, y), training=False)
       self.discriminator((x, y), training=False)
 
-      def adam(lr, name):
-        return tf.keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta1,
-                                        beta_2=cfg.beta2, epsilon=cfg.epsilon,
-                                        jit_compile=False, name=name)
-      self.g_optimizer = adam(cfg.g_lr, "g_adam")
-      self.d_optimizer = adam(cfg.d_lr, "d_adam")
+      def optimizer(lr, name):
+        return cfg.optimizer_fn(learning_rate=lr, beta1=cfg.beta1, beta2=cfg.beta2,
+                                epsilon=cfg.epsilon, name=name)
+      self.g_optimizer = optimizer(cfg.g_lr, "g_adam")
+      self.d_optimizer = optimizer(cfg.d_lr, "d_adam")
       self.g_optimizer.build(self.generator.trainable_variables)
       self.d_optimizer.build(self.discriminator.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
@@ -345,12 +232,26 @@ class Trainer:
     else:
       for e, g, _ in self._ema_pairs:
         e.assign(g.read_value())
-    done = os.path.join(self.model_dir, DONE_FILE)
-    if int(self.step.numpy()) < self.config.num_steps and tf.io.gfile.exists(done):
-      # From an earlier, shorter run (or a checkpoint fallback): watchers must wait.
-      logging.info("Removing %s: step %d < train.num_steps=%d.", done,
-                   int(self.step.numpy()), self.config.num_steps)
-      tf.io.gfile.remove(done)
+    self._apply_configured_learning_rates()
+    step = int(self.step.numpy())
+    # From an earlier, shorter run (or a checkpoint fallback): watchers must wait.
+    if self.is_chief and run_files.remove_stale_done(self.model_dir, step,
+                                                     self.config.num_steps):
+      logging.info("Removed %s: step %d < train.num_steps=%d.", DONE_FILE, step,
+                   self.config.num_steps)
+
+  def _apply_configured_learning_rates(self):
+    """The config's learning rates win over the checkpoint's, with a line saying so."""
+    for name, optimizer, want in (("g_lr", self.g_optimizer, self.config.g_lr),
+                                  ("d_lr", self.d_optimizer, self.config.d_lr)):
+      have = float(optimizer.learning_rate.numpy())
+      if np.isclose(have, want, rtol=1e-6, atol=0.0):
+        continue
+      optimizer.learning_rate = want
+      logging.warning(
+          "train.%s = %g from the config replaces the checkpoint's %g, from step %d on "
+          "(a rate lowered by a divergence rollback is not kept across launches: bind "
+          "train.%s to keep it).", name, want, have, int(self.step.numpy()), name)
 
   # ---------------------------------------------------------------- the step
 
@@ -467,78 +368,30 @@ class Trainer:
 
   # ---------------------------------------------------------------- the run
 
-  def _loop_size(self, step, target):
-    cfg = self.config
-    n = min(cfg.steps_per_loop, target - step)
-    for every in (cfg.log_every, cfg.summary_every, cfg.checkpoint_every):
-      n = min(n, every - step % every)
-    return n
-
   def save(self, step):
-    path = self.manager.save(checkpoint_number=step)
-    logging.info("Saved checkpoint %s.", path)
-    return path
+    """Writes ckpt-`step`: into model_dir on the chief, into a removed scratch copy elsewhere.
 
-  def _write_summaries(self, step, metrics, rates):
-    values = {f"losses/{k}": metrics[k] for k in ("d_loss", "g_loss")}
-    values.update({f"discriminator/{k}": metrics[k] for k in ("d_real", "d_fake")})
-    values["learning_rate/generator"] = float(self.g_optimizer.learning_rate.numpy())
-    values["learning_rate/discriminator"] = float(self.d_optimizer.learning_rate.numpy())
-    values.update(rates)
-    values.update(summaries.context_scalars(
-        {"generator": self.generator, "discriminator": self.discriminator}))
-    self._writer.scalars(step, values)
-    self._writer.grid(step, self.sample_grid())
+    Every task must call it at the same step (the save may read values through
+    collectives); a non-chief task's copy is deleted right away.
+    """
+    if self.is_chief:
+      path = self.manager.save(checkpoint_number=step)
+      logging.info("Saved checkpoint %s.", path)
+      return path
+    scratch = cluster.scratch_checkpoint_dir(self.strategy)
+    try:
+      tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+          checkpoint_number=step)
+    finally:
+      tf.io.gfile.rmtree(scratch)
+    logging.info("Took part in the save of step %d (the chief writes it).", step)
+    return None
 
   def train(self, num_steps=None, hooks=()):
     """Trains until step `num_steps` (default config.num_steps); returns the last metrics.
 
     Resumes from wherever the restored step counter stands; writes logs,
-    summaries and checkpoints at their intervals and a checkpoint at the end.
+    summaries and checkpoints at their intervals and a checkpoint at the end
+    (see hamgan.training.train_loop).
     """
-    cfg = self.config
-    target = cfg.num_steps if num_steps is None else int(num_steps)
-    step = int(self.step.numpy())
-    metrics = {}
-    mark_step, mark_time = step, time.time()
-    rates = {"speed/steps_per_sec": 0.0, "speed/images_per_sec": 0.0}
-    while step < target:
-      metrics = self.run_loop(self._loop_size(step, target))
-      step = int(self.step.numpy())
-      stop = hooks_lib.should_stop(hooks, self, step, metrics)
-      last = step >= target or stop
-      if step % cfg.log_every == 0 or last:
-        now = time.time()
-        steps_per_sec = (step - mark_step) / max(now - mark_time, 1e-9)
-        # Images per second: real images consumed by the D steps.
-        rates = {"speed/steps_per_sec": steps_per_sec,
-                 "speed/images_per_sec": steps_per_sec * cfg.batch_size * cfg.d_steps}
-        self._log(step, target, metrics, rates, now)
-        mark_step, mark_time = step, now
-      if step % cfg.summary_every == 0 or last:
-        self._write_summaries(step, metrics, rates)
-      if step % cfg.checkpoint_every == 0 or last:
-        if hooks_lib.may_save(hooks, self, step, metrics):
-          self.save(step)
-      if stop:
-        logging.info("A hook stopped training at step %d.", step)
-        break
-    if step >= cfg.num_steps:
-      with tf.io.gfile.GFile(os.path.join(self.model_dir, DONE_FILE), "w") as f:
-        f.write(json.dumps({"step": step, "wall_time": time.time()}) + "\n")
-    return metrics
-
-  def _log(self, step, target, metrics, rates, now):
-    row = {"step": step, "wall_time": now,
-           "steps_per_sec": rates["speed/steps_per_sec"],
-           "images_per_sec": rates["speed/images_per_sec"]}
-    row.update(metrics)
-    self._writer.log_row(row)
-    sps = rates["speed/steps_per_sec"]
-    eta = (target - step) / sps if sps > 0 else float("inf")
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
-    if np.isfinite(eta) and eta >= 86400:
-      eta_text = f"{int(eta // 86400)}d " + eta_text
-    logging.info("step %d/%d  d_loss %.4f  g_loss %.4f  D(real) %.3f  D(fake) %.3f  "
-                 "%.2f it/s  ETA %s", step, target, metrics["d_loss"], metrics["g_loss"],
-                 metrics["d_real"], metrics["d_fake"], sps, eta_text)
+    return train_loop.run(self, num_steps, hooks)

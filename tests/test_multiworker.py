@@ -1,0 +1,185 @@
+"""Training on several processes: real `hamgan-train` workers on 127.0.0.1 (slow).
+
+Each test starts two workers with a two-worker TF_CONFIG (MultiWorkerMirroredStrategy,
+one CPU replica each) on a shared model_dir, as two hosts share a bucket, with the
+tiny demo_digits model of test_train_cli. Workers read their data with
+`train.input_sharding = 'by_batch_row'` (each keeps its rows of every global batch),
+which makes the two-process run comparable with a one-process run.
+"""
+import glob
+import json
+import os
+import signal
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hamgan import checkpoints
+from hamgan.cli import train as train_cli
+from hamgan.training import run_files
+from hamgan.training import trainer as trainer_lib
+import multiworker_harness as harness
+
+TINY = ["Generator.ch = 2", "Discriminator.ch = 2", "Generator.z_dim = 8",
+        "Generator.context_settings = {'rank': 2, 'steps': 2}",
+        "Discriminator.context_settings = {'rank': 2, 'steps': 2}",
+        "train.batch_size = 4", "train.input_sharding = 'by_batch_row'",
+        "train.ema_start_step = 0"]
+# Generous on a loaded 2-core machine: two processes trace the GAN step at once.
+START_TIMEOUT = 900
+
+
+def _args(model_dir, *params):
+  return (["--gin_file=demo_digits", f"--model_dir={model_dir}"]
+          + [f"--gin_param={p}" for p in TINY + list(params)])
+
+
+def _log_steps(model_dir):
+  path = os.path.join(model_dir, "train_log.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line)["step"] for line in f if line.strip()]
+
+
+def _saved_steps(model_dir):
+  return [s for s, _ in checkpoints.list_checkpoints(model_dir)]
+
+
+def _float_tensors(path):
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k, d in reader.get_variable_to_dtype_map().items()
+          if d.is_floating}
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  yield
+  gin.clear_config()
+
+
+@pytest.mark.slow
+def test_two_workers_write_once_and_match_one_process(tmp_path):
+  """Acceptance 1 and 2: one writer, whole checkpoints, the one-process weights."""
+  two = str(tmp_path / "two")
+  scratch = tmp_path / "scratch"
+  scratch.mkdir()
+  params = ["train.num_steps = 20", "train.steps_per_loop = 5", "train.log_every = 5",
+            "train.summary_every = 10", "train.checkpoint_every = 10"]
+  with harness.Cluster(tmp_path / "logs") as cluster:
+    cluster.start(_args(two, *params), env={"TMPDIR": str(scratch)})
+    # Meanwhile, the same run in this process on one device (the default strategy).
+    train_cli.parse_gin(["demo_digits"], TINY + params)
+    one = trainer_lib.Trainer(str(tmp_path / "one"), trainer_lib.TrainConfig())
+    one.train()
+    codes = cluster.wait(START_TIMEOUT)
+    assert codes == {0: 0, 1: 0}, cluster.tails()
+
+  # Each step logged once, by the chief; one event file; one config per launch.
+  assert _log_steps(two) == [5, 10, 15, 20]
+  assert len(os.listdir(os.path.join(two, "summaries"))) == 1
+  assert sorted(os.listdir(two)) == sorted([
+      "checkpoints", "summaries", "samples", "train_log.jsonl", run_files.DONE_FILE,
+      run_files.OPERATIVE_CONFIG, run_files.launch_config_name(0)])
+  assert sorted(os.listdir(os.path.join(two, "samples"))) == ["step_10.png", "step_20.png"]
+  # Nothing of the non-chief: no files of its own in model_dir, its scratch copy removed.
+  assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == [
+      "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index",
+      "ckpt-20.data-00000-of-00001", "ckpt-20.index"]
+  assert os.listdir(scratch) == [], os.listdir(scratch)
+  for step, path in checkpoints.list_checkpoints(two):
+    assert checkpoints.checkpoint_problem(path) is None, (step, path)
+
+  # The two-process weights are the one-process weights up to float32 summation order:
+  # the all-reduce adds the two halves' gradients in another order, and Adam's step is
+  # about lr * sign(gradient), so an element whose gradient is near 0 may move by up to
+  # 2 * lr = 4e-4 per step differently. The bound: 5 such steps per element, and all
+  # differences together under a tenth of what the last 10 steps moved the weights
+  # (another seed, data order or init gives differences of the weights' own size).
+  got = _float_tensors(os.path.join(two, "checkpoints", "ckpt-20"))
+  one = os.path.join(str(tmp_path / "one"), "checkpoints")
+  want = _float_tensors(os.path.join(one, "ckpt-20"))
+  earlier = _float_tensors(os.path.join(one, "ckpt-10"))
+  assert sorted(got) == sorted(want)
+  worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in got)
+  for name in got:
+    np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-3, err_msg=name)
+  weights = [k for k in got if "optimizer" not in k]
+  apart = np.sqrt(sum(np.sum((got[k] - want[k]) ** 2) for k in weights))
+  moved = np.sqrt(sum(np.sum((want[k] - earlier[k]) ** 2) for k in weights))
+  assert apart < 0.1 * moved, (apart, moved)
+  print(f"two vs one process: largest difference {worst:.2e}; all weights apart "
+        f"{apart:.3e} vs moved {moved:.3e} in the last 10 steps")
+
+
+def _wait_for_step(cluster, model_dir, step, timeout):
+  cluster.wait_for(lambda: any(s >= step for s in _log_steps(model_dir)), timeout,
+                   f"step {step} in {model_dir}/train_log.jsonl")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_non_chief_saves_one_step_everywhere_and_resumes_there(tmp_path):
+  """Acceptance 3."""
+  run = str(tmp_path / "run")
+  params = ["train.num_steps = 100000", "train.log_every = 1", "train.summary_every = 100000",
+            "train.checkpoint_every = 100000", "train.max_loop_seconds = 2.0"]
+  with harness.Cluster(tmp_path / "logs") as cluster:
+    cluster.start(_args(run, *params))
+    _wait_for_step(cluster, run, 3, START_TIMEOUT)
+    sent = time.time()
+    cluster.send(1, signal.SIGTERM)
+    codes = cluster.wait(60)
+    assert codes == {0: 0, 1: 0}, cluster.tails()
+    took = max(cluster.ended_at.values()) - sent
+  saved = _saved_steps(run)
+  assert len(saved) == 1, saved
+  stopped_at = saved[0]
+  for i in range(2):
+    assert f"stopped by SIGTERM at step {stopped_at}" in cluster.log(i) or (
+        f"agreed to stop at step {stopped_at}" in cluster.log(i)), cluster.tails()
+  # 2 s loops here: the bound of 10 s + one save holds with room for a loaded machine.
+  assert took < 2.0 + 30, took
+  assert _log_steps(run)[-1] == stopped_at
+
+  with harness.Cluster(tmp_path / "logs2") as cluster:
+    cluster.start(_args(run, *params[1:], f"train.num_steps = {stopped_at + 3}"))
+    codes = cluster.wait(START_TIMEOUT)
+    assert codes == {0: 0, 1: 0}, cluster.tails()
+    assert f"starting at step {stopped_at}" in cluster.log(0)
+  steps = _log_steps(run)
+  assert steps == sorted(set(steps)), steps  # no step logged twice
+  assert steps[-3:] == [stopped_at + 1, stopped_at + 2, stopped_at + 3]
+  print(f"SIGTERM to both workers exited: {took:.1f} s; saved step {stopped_at}")
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_stops_the_other_with_a_message_and_a_restart_resumes(tmp_path):
+  """Acceptance 4."""
+  run = str(tmp_path / "run")
+  params = ["train.num_steps = 100000", "train.log_every = 1", "train.summary_every = 100000",
+            "train.checkpoint_every = 2", "train.max_loop_seconds = 2.0",
+            "train.worker_timeout_secs = 60"]
+  with harness.Cluster(tmp_path / "logs") as cluster:
+    cluster.start(_args(run, *params))
+    cluster.wait_for(lambda: len(_saved_steps(run)) >= 2, START_TIMEOUT, "two checkpoints")
+    killed = time.time()
+    cluster.send(1, signal.SIGKILL)
+    codes = cluster.wait(120, indices=[0])
+    assert 0 in codes and codes[0] not in (0, None), cluster.tails()
+    took = cluster.ended_at[0] - killed
+    assert took < 120
+    assert "restart every worker" in cluster.log(0), cluster.tails()
+  path, last_good = checkpoints.newest_good_checkpoint(checkpoints.checkpoint_dir(run))
+  assert path is not None and last_good >= 2
+
+  with harness.Cluster(tmp_path / "logs2") as cluster:
+    cluster.start(_args(run, *params[1:], f"train.num_steps = {last_good + 2}"))
+    codes = cluster.wait(START_TIMEOUT)
+    assert codes == {0: 0, 1: 0}, cluster.tails()
+    assert f"starting at step {last_good}" in cluster.log(0)
+  assert max(_saved_steps(run)) == last_good + 2
+  assert not glob.glob(os.path.join(run, "checkpoints", "*temp*"))
+  print(f"kill -9 of worker 1: worker 0 exited after {took:.1f} s")
