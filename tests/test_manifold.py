@@ -82,3 +82,12 @@ def test_bad_inputs_are_named():
     manifold.precision_recall(np.full((4, 3), np.nan), x[:, :3])
   with pytest.raises(ValueError, match="block_size=0"):
     manifold.manifold_metrics(x, x, block_size=0)
+
+
+def test_blocks_dealt_to_the_strategy_devices_give_the_same_values(two_cpu_strategy):
+  real, fake = _features(9, 90, dim=8), _features(10, 70, dim=8, shift=0.2)
+  alone = manifold.manifold_metrics(real, fake, block_size=16)
+  with two_cpu_strategy.scope():
+    assert manifold._devices() == list(two_cpu_strategy.extended.worker_devices)
+    assert len(manifold._devices()) == 2
+    assert manifold.manifold_metrics(real, fake, block_size=16) == alone
