@@ -10,7 +10,7 @@ Inception Score is TF-GAN's single split over all samples, and we also give the
 customary 10-split mean and standard deviation (Salimans et al.'s original code).
 
 Metric names carry their protocol: `fid50k/imagenet2012-validation` is FID of 50,000
-samples against the validation split of imagenet2012.
+samples against the validation split of imagenet2012 (`scoring` builds the names).
 """
 import numpy as np
 import tensorflow as tf
@@ -35,11 +35,6 @@ def count_label(num_samples):
   if num_samples % 1000 == 0:
     return f"{num_samples // 1000}k"
   return str(num_samples)
-
-
-def protocol(num_samples, dataset, split):
-  """'50k/imagenet2012-validation': what a number was measured against."""
-  return f"{count_label(num_samples)}/{dataset.replace('/', '_')}-{split}"
 
 
 def _as_2d(name, x):
@@ -101,24 +96,3 @@ def kernel_distance(real_activations, generated_activations, max_block_size=None
       tf.constant(a, tf.float64), tf.constant(b, tf.float64),
       max_block_size=max_block_size)
   return float(kid), float(std)
-
-
-def all_metrics(real_activations, generated_activations, generated_logits, proto,
-                kid=False, is_splits=10):
-  """Every metric as a {name: value} dict, names carrying `proto` (see `protocol`).
-
-  The count in the names is the generated sample count.
-  """
-  n, against = proto.split("/", 1)
-  result = {
-      f"fid{n}/{against}": frechet_distance(real_activations, generated_activations),
-      f"is{n}": inception_score(generated_logits),
-  }
-  mean, std = split_inception_score(generated_logits, is_splits)
-  result[f"is{n}_{is_splits}split_mean"] = mean
-  result[f"is{n}_{is_splits}split_std"] = std
-  if kid:
-    value, err = kernel_distance(real_activations, generated_activations)
-    result[f"kid{n}/{against}"] = value
-    result[f"kid{n}_std/{against}"] = err
-  return result
