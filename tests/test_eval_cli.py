@@ -14,6 +14,7 @@ from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import digits_classifier
 from hamgan.evaluation import evaluator
 from hamgan.evaluation import features
+from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import run_dir
 from hamgan.evaluation import standing
@@ -119,6 +120,9 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
     sha = hashlib.sha256(f.read()).hexdigest()
   for row in stored:
     assert row["generator"] == "ema_generator" and row["num_samples"] == 200
+    # Which FID/IS code made the numbers: TF-GAN on the tpu stack, hamgan's elsewhere.
+    assert row["metrics_implementation"] == (
+        "hamgan-float64" if metrics.tfgan is None else "tfgan-2.1.0")
     assert row["protocol"].startswith("200/digits-test, classifier ")
     assert row["config_sha256"] == sha and row["real_count"] == 200  # of the 297 test digits
     assert row["metrics"]["fid200/digits-test"] > 0 and row["metrics"]["is200"] >= 1.0
