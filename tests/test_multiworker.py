@@ -161,7 +161,7 @@ def test_kill_9_of_a_worker_stops_the_other_with_a_message_and_a_restart_resumes
   run = str(tmp_path / "run")
   params = ["train.num_steps = 100000", "train.log_every = 1", "train.summary_every = 100000",
             "train.checkpoint_every = 2", "train.max_loop_seconds = 2.0",
-            "train.worker_timeout_secs = 60"]
+            "train.worker_timeout_secs = 100"]
   with harness.Cluster(tmp_path / "logs") as cluster:
     cluster.start(_args(run, *params))
     cluster.wait_for(lambda: len(_saved_steps(run)) >= 2, START_TIMEOUT, "two checkpoints")

@@ -1,6 +1,5 @@
 """State that survives a restart honestly; optimizers by reference; bfloat16 vs float32 step."""
 import logging as std_logging
-import os
 
 from absl import logging
 import numpy as np
@@ -158,4 +157,3 @@ def test_mixed_bfloat16_step_matches_float32_losses_and_updates(tmp_path):
   assert len(cosines) > 10 and min(cosines) > 0.9, sorted(cosines)[:5]
   print(f"bf16 vs float32: worst update cosine {min(cosines):.4f}, losses "
         + ", ".join(f"{k} {m16[k]:.4f}/{m32[k]:.4f}" for k in trainer_lib.METRIC_NAMES))
-  del os

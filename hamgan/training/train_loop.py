@@ -41,16 +41,11 @@ def _agree_on_start(trainer, step):
         "or a shared file system) to every worker.")
 
 
-def _start_launch(trainer, step, target):
-  cfg = trainer.config
+def _start_launch(trainer, step):
   _agree_on_start(trainer, step)
   if not trainer.is_chief:
     return
   run_files.write_operative_config(trainer.model_dir, step)
-  if run_files.remove_stale_done(trainer.model_dir, step, cfg.num_steps):
-    logging.info("Removed %s: step %d < train.num_steps=%d.", run_files.DONE_FILE, step,
-                 cfg.num_steps)
-  del target
 
 
 def run(trainer, num_steps=None, hooks=()):
@@ -58,7 +53,7 @@ def run(trainer, num_steps=None, hooks=()):
   cfg = trainer.config
   target = cfg.num_steps if num_steps is None else int(num_steps)
   step = int(trainer.step.numpy())
-  _start_launch(trainer, step, target)
+  _start_launch(trainer, step)
   clock = loop_control.LoopClock(cfg.max_loop_seconds, cfg.steps_per_loop)
   timer = loop_control.CheckpointTimer(cfg.checkpoint_every_secs)
   metrics = {}
