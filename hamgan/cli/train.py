@@ -177,6 +177,10 @@ def main(argv):
     logging.error("hamgan-train cannot start: %s", e)
     print(f"hamgan-train: error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Exception as e:  # pylint: disable=broad-except
+    if not (os.environ.get("TF_CONFIG") and isinstance(e, _lost_worker_errors())):
+      raise
+    _exit_lost_worker("during start-up", e)
   if FLAGS.dry_run:
     print(f"hamgan-train: dry run passed: {trainer.describe()}; nothing was trained or "
           "saved. Run without --dry_run to train.")
@@ -185,9 +189,28 @@ def main(argv):
   print(f"hamgan-train: done; checkpoints, summaries and samples are in {FLAGS.model_dir}")
 
 
+def _lost_worker_errors():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+          tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError)
+
+
+def _exit_lost_worker(when, error):
+  """A collective failed or timed out: another worker died or hangs; exit 3."""
+  from hamgan.training import cluster  # pylint: disable=import-outside-toplevel
+  text = str(error).strip()
+  first = text.splitlines()[0][:300] if text else type(error).__name__
+  message = (f"lost contact with another worker {when} ({type(error).__name__}: {first}); "
+             f"{cluster.RESTART_HINT}.")
+  logging.error("hamgan-train stopped: %s", message)
+  print(f"hamgan-train: error: {message}", file=sys.stderr)
+  sys.stderr.flush()
+  # The collective runtime may still hold threads blocked on the dead peer.
+  os._exit(3)  # pylint: disable=protected-access
+
+
 def _train_with_fault_handling(trainer, model_dir):
   """Trains with the fault_tolerance hooks; exits 0 on SIGTERM, 130 on SIGINT, 1 on NaN."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from hamgan.training import cluster  # pylint: disable=import-outside-toplevel
   from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
   hooks = fault_tolerance.make_hooks(fault_tolerance.FaultToleranceConfig())
@@ -200,20 +223,10 @@ def _train_with_fault_handling(trainer, model_dir):
       logging.error("hamgan-train stopped: %s", e)
       print(f"hamgan-train: error: {e}", file=sys.stderr)
       sys.exit(1)
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-            tf.errors.CancelledError, tf.errors.AbortedError,
-            tf.errors.InternalError) as e:
-      if not several:
+    except Exception as e:  # pylint: disable=broad-except
+      if not (several and isinstance(e, _lost_worker_errors())):
         raise
-      # A collective failed or timed out: another worker died or hangs.
-      first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-      message = (f"lost contact with another worker at step {trainer.last_step} "
-                 f"({type(e).__name__}: {first}); {cluster.RESTART_HINT}.")
-      logging.error("hamgan-train stopped: %s", message)
-      print(f"hamgan-train: error: {message}", file=sys.stderr)
-      sys.stderr.flush()
-      # The collective runtime may still hold threads blocked on the dead peer.
-      os._exit(3)  # pylint: disable=protected-access
+      _exit_lost_worker(f"at step {trainer.last_step}", e)
   if signals and signals[0].received is not None:
     name = signals[0].signal_name
     print(f"hamgan-train: stopped by {name} at step {trainer.last_step}; the "

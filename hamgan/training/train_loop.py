@@ -65,7 +65,7 @@ def run(trainer, num_steps=None, hooks=()):
     clock.start()
     metrics = trainer.run_loop(n)
     measured = clock.stop(n)
-    step = int(trainer.step.numpy())
+    step = trainer.last_step = int(trainer.step.numpy())
     asked = hooks_lib.should_stop(hooks, trainer, step, metrics)
     facts = trainer.agreement.agree(
         [float(asked), float(timer.due()), math.nan if measured is None else measured])
