@@ -127,7 +127,7 @@ def _np_sn_kernel(layer):
   v /= np.linalg.norm(v)
   u = v @ w2
   u /= np.linalg.norm(u)
-  return w / max(1.0, (v @ w2 @ u.T).item())  # (1, 1): NumPy >= 2.5 refuses float() of it
+  return w / max(1.0, (v @ w2 @ u.T).item())  # (1, 1): NumPy >= 2.4 refuses float() of it
 
 
 def _np_conv(x, layer):
