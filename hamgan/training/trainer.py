@@ -95,6 +95,8 @@ class Trainer:
           f"train.jit_compile=True with {type(self.strategy).__name__} over {replicas} "
           "replicas: XLA cannot compile the cross-replica updates of a multi-device "
           "Mirrored step; set train.jit_compile=False there (TPUs compile the step anyway).")
+    # Op seeds (tf.data shuffles, initialisers) follow the global seed: fix it per run.
+    tf.keras.utils.set_random_seed(cfg.seed)
     self.is_chief = cluster.is_chief(self.strategy)
     self.agreement = cluster.Agreement(self.strategy)
     run_files.check_model_dir(model_dir, write=self.is_chief)
