@@ -28,3 +28,17 @@ def check_int(owner, name, value, minimum=1, allow_none=False, hint=""):
     raise ValueError(f"{owner}: {name}={value!r} is not {kind}{extra}; "
                      f"{hint or 'pass a plain integer.'}")
   return int(value)
+
+
+def choose_function(kind, known, name_or_fn, contract, gin_example):
+  """A function given as a callable (a gin reference) or by a name in `known`.
+
+  `kind` ("loss", "optimizer") and `contract` (the signature a callable needs) go
+  into the error, with `gin_example`, the binding that picks one in gin.
+  """
+  if callable(name_or_fn):
+    return name_or_fn
+  if name_or_fn in known:
+    return known[name_or_fn]
+  raise ValueError(f"{kind} {name_or_fn!r} is not known: expected one of {sorted(known)} "
+                   f"or a callable {contract}; in gin write `{gin_example}`.")

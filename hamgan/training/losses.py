@@ -14,6 +14,8 @@ float32 whatever the mixed-precision policy.
 import gin
 import tensorflow as tf
 
+from hamgan import validation
+
 
 def _as_float32(x):
   return None if x is None else tf.cast(x, tf.float32)
@@ -54,11 +56,7 @@ LOSSES = {"hinge": hinge, "non_saturating": non_saturating}
 
 def get_loss(name_or_fn):
   """Returns a loss function from a name in LOSSES or a callable (a gin reference)."""
-  if callable(name_or_fn):
-    return name_or_fn
-  if name_or_fn in LOSSES:
-    return LOSSES[name_or_fn]
-  raise ValueError(
-      f"loss {name_or_fn!r} is not known: expected one of {sorted(LOSSES)} or a callable "
-      "fn(d_real, d_fake) -> (d_loss_per_example, g_loss_per_example); in gin write "
-      "`train.loss_fn = @hinge`.")
+  return validation.choose_function(
+      "loss", LOSSES, name_or_fn,
+      "fn(d_real, d_fake) -> (d_loss_per_example, g_loss_per_example)",
+      "train.loss_fn = @hinge")

@@ -10,6 +10,8 @@ written before this module restore unchanged.
 import gin
 import tensorflow as tf
 
+from hamgan import validation
+
 
 @gin.configurable(module="hamgan.training")
 def adam(learning_rate, beta1, beta2, epsilon, name):
@@ -31,11 +33,7 @@ OPTIMIZERS = {"adam": adam, "sgd_momentum": sgd_momentum}
 
 def get_optimizer_fn(name_or_fn):
   """An optimizer function from a name in OPTIMIZERS or a callable (a gin reference)."""
-  if callable(name_or_fn):
-    return name_or_fn
-  if name_or_fn in OPTIMIZERS:
-    return OPTIMIZERS[name_or_fn]
-  raise ValueError(
-      f"optimizer {name_or_fn!r} is not known: expected one of {sorted(OPTIMIZERS)} or a "
-      "callable fn(learning_rate, beta1, beta2, epsilon, name) -> optimizer; in gin write "
-      "`train.optimizer_fn = @adam`.")
+  return validation.choose_function(
+      "optimizer", OPTIMIZERS, name_or_fn,
+      "fn(learning_rate, beta1, beta2, epsilon, name) -> optimizer",
+      "train.optimizer_fn = @adam")
