@@ -156,14 +156,21 @@ def check_context(owner, context, context_resolution, reachable, context_setting
   return name
 
 
-def place_context(model_name, context, channels, resolution, settings):
+def place_context(model_name, context, channels, resolution, settings, ham_defaults=None):
   """Builds the registry's context layer, weights included, for a (res, res, C) map.
 
-  Building at model construction (instead of at the first call) runs the layer's
-  own checks on its settings and input (heads that do not divide the channels,
-  a rank above min(D, H*W), ...) now, so a bad setting fails where it was made;
-  those checks raise before the layer creates a weight.
+  Returns None for the `none` context. `ham_defaults` fill the settings a Hamburger
+  context was not given. Models call this before Model.__init__ creates even its step
+  counters, and building now (instead of at the first call) runs the layer's own
+  checks on its settings and input (heads that do not divide the channels, a rank
+  above min(D, H*W), ...), so a rejected setting fails where it was made and leaves
+  no variable behind.
   """
+  if context == "none":
+    return None
+  settings = dict(settings or {})
+  if context.startswith("ham_"):
+    settings = {**(ham_defaults or {}), **settings}
   from hamgan.layers.registry import build_context  # pylint: disable=g-import-not-at-top
   layer = build_context(context, channels, **settings)
   # The same variable names as when Keras builds it inside the model's call.

@@ -76,16 +76,9 @@ class Discriminator(tf.keras.Model):
     mults = [opt_mult] + [m for m, _ in layout]
     # The first block that reaches the resolution (the last one repeats 4x4).
     context_index = resolutions.index(context_resolution)
-    context_layer = None
-    if context != "none":
-      # Placed (and so checked by the layer itself) before Model.__init__ creates
-      # even its step counters: a rejected setting leaves no variable behind.
-      settings = dict(context_settings or {})
-      if context.startswith("ham_"):
-        settings.setdefault("rank", _DEFAULT_HAM_RANK)
-      channels = mults[context_index] * ch
-      context_layer = blocks.place_context(name, context, channels, context_resolution,
-                                           settings)
+    context_layer = blocks.place_context(name, context, mults[context_index] * ch,
+                                         context_resolution, context_settings,
+                                         {"rank": _DEFAULT_HAM_RANK})
     super().__init__(name=name, **kwargs)
 
     self.image_size = image_size

@@ -67,18 +67,12 @@ class Generator(tf.keras.Model):
     context = blocks.check_context(owner, context, context_resolution, resolutions,
                                    context_settings)
     context_index = resolutions.index(context_resolution)
-    context_layer = None
-    if context != "none":
-      # Placed (and so checked by the layer itself) before Model.__init__ creates
-      # even its step counters: a rejected setting leaves no variable behind.
-      settings = dict(context_settings or {})
-      if context.startswith("ham_"):
-        settings.setdefault("conditional", True)
-        if settings["conditional"]:
-          settings.setdefault("num_classes", num_classes)
-      channels = mults[context_index] * ch
-      context_layer = blocks.place_context(name, context, channels, context_resolution,
-                                           settings)
+    # G's Hamburger is class-conditional unless told otherwise.
+    ham_defaults = {"conditional": True}
+    if (context_settings or {}).get("conditional", True):
+      ham_defaults["num_classes"] = num_classes
+    context_layer = blocks.place_context(name, context, mults[context_index] * ch,
+                                         context_resolution, context_settings, ham_defaults)
     super().__init__(name=name, **kwargs)
 
     self.image_size = image_size
