@@ -181,6 +181,18 @@ def place_context(model_name, context, channels, resolution, settings, ham_defau
 
 # Reporting helpers shared by the generator and the discriminator.
 
+class DescribedModel(tf.keras.Model):
+  """A Keras model whose summary() prints its describe() and whose config is its kwargs."""
+
+  def summary(self, print_fn=None, **unused_kwargs):  # pylint: disable=arguments-differ
+    """Prints `describe()` (per-block shapes, the context's place, parameters)."""
+    (print_fn or print)(self.describe())
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+
 def count_trainable(layer_or_model):
   """Number of trainable scalars of a built layer or model."""
   return int(sum(np.prod(v.shape) for v in layer_or_model.trainable_weights))

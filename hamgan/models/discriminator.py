@@ -36,7 +36,7 @@ _DEFAULT_HAM_RANK = 16
 
 
 @gin.configurable(module="hamgan.models")
-class Discriminator(tf.keras.Model):
+class Discriminator(blocks.DescribedModel):
   """D((x, y), training) -> logits (B,) float32.
 
   Args:
@@ -142,15 +142,7 @@ class Discriminator(tf.keras.Model):
     return blocks.describe_rows(blocks.describe_title(self), rows,
                                 blocks.count_trainable(self))
 
-  def summary(self, print_fn=None, **unused_kwargs):  # pylint: disable=arguments-differ
-    """Prints `describe()` (per-block shapes, the context's place, parameters)."""
-    (print_fn or print)(self.describe())
-
   def get_config(self):
     return dict(image_size=self.image_size, num_classes=self.num_classes, ch=self.ch,
                 context=self.context, context_resolution=self.context_resolution,
                 context_settings=dict(self.context_settings), name=self.name)
-
-  @classmethod
-  def from_config(cls, config):
-    return cls(**config)

@@ -34,7 +34,7 @@ _DEFAULT_CONTEXT_RESOLUTION = {128: 32, 64: 32, 32: 16}
 
 
 @gin.configurable(module="hamgan.models")
-class Generator(tf.keras.Model):
+class Generator(blocks.DescribedModel):
   """G((z, y), training) -> images (B, S, S, 3) float32 in [-1, 1].
 
   Args:
@@ -134,16 +134,8 @@ class Generator(tf.keras.Model):
     return blocks.describe_rows(blocks.describe_title(self), rows,
                                 blocks.count_trainable(self))
 
-  def summary(self, print_fn=None, **unused_kwargs):  # pylint: disable=arguments-differ
-    """Prints `describe()` (per-block shapes, the context's place, parameters)."""
-    (print_fn or print)(self.describe())
-
   def get_config(self):
     return dict(image_size=self.image_size, num_classes=self.num_classes, ch=self.ch,
                 z_dim=self.z_dim, context=self.context,
                 context_resolution=self.context_resolution,
                 context_settings=dict(self.context_settings), name=self.name)
-
-  @classmethod
-  def from_config(cls, config):
-    return cls(**config)
