@@ -23,3 +23,11 @@ def write_results(rows, jsonl_path, markdown, markdown_path):
       f.write(markdown.rstrip("\n") + "\n")
     said.append(f"tables written to {markdown_path}")
   return "; ".join(said)  # '' when both paths were ''
+
+
+def add_output_flags(parser, name):
+  """--out (JSON lines, appended) and --markdown (this run's tables) for bench `name`."""
+  parser.add_argument("--out", default=f"runs/bench_{name}.jsonl",
+                      help="JSON-lines file the rows are appended to ('' for none)")
+  parser.add_argument("--markdown", default=f"runs/bench_{name}.md",
+                      help="Markdown file the tables of this run are written to ('' for none)")

@@ -26,6 +26,7 @@ import time
 
 import tensorflow as tf
 
+from hamgan.bench import add_output_flags
 from hamgan.bench import write_results
 
 
@@ -202,10 +203,7 @@ def main(argv=None):
   parser.add_argument("--manifold_repeats", type=int, default=1)
   parser.add_argument("--skip_overhead", action="store_true",
                       help="only the precision/recall/density/coverage row")
-  parser.add_argument("--out", default="runs/bench_eval.jsonl",
-                      help="JSON-lines file the result row is appended to ('' for none)")
-  parser.add_argument("--markdown", default="runs/bench_eval.md",
-                      help="Markdown file this run's table is written to ('' for none)")
+  add_output_flags(parser, "eval")
   args = parser.parse_args(argv)
   tables, rows = [], []
   if not args.skip_overhead:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from hamgan.bench import add_output_flags
 from hamgan.bench import write_results
 
 # name -> (batch, height, width, channels, Hamburger rank)
@@ -224,10 +225,7 @@ def main(argv=None):
   parser.add_argument("--skip_ylg_on", default="paper",
                       help="shapes on which YLG is left out (its dense masked attention "
                            "at 128x128 is as costly as SAGAN's)")
-  parser.add_argument("--out", default="runs/bench_modules.jsonl",
-                      help="JSON-lines file the rows are appended to ('' for none)")
-  parser.add_argument("--markdown", default="runs/bench_modules.md",
-                      help="Markdown file the tables of this run are written to ('' for none)")
+  add_output_flags(parser, "modules")
   parser.add_argument("--child", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from hamgan.bench import op_profile
+from hamgan.bench import add_output_flags
 from hamgan.bench import write_results
 
 CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
@@ -109,10 +110,7 @@ def main(argv=None):
                            "ch=8, batch 32, ham_nmf rank 8 (gin_configs/demo_mnist.gin)")
   parser.add_argument("--no_pipeline", action="store_true",
                       help="skip the input-pipeline comparison")
-  parser.add_argument("--out", default="runs/bench_step.jsonl",
-                      help="JSON-lines file the rows are appended to ('' for none)")
-  parser.add_argument("--markdown", default="runs/bench_step.md",
-                      help="Markdown file the tables of this run are written to ('' for none)")
+  add_output_flags(parser, "step")
   args = parser.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   widths = dict(tuple(int(v) for v in pair.split(":")) for pair in args.ch.split(","))
