@@ -96,9 +96,9 @@ def test_two_workers_write_once_and_match_one_process(tmp_path):
   # The two-process weights are the one-process weights up to float32 summation order:
   # the all-reduce adds the two halves' gradients in another order, and Adam's step is
   # about lr * sign(gradient), so an element whose gradient is near 0 may move by up to
-  # 2 * lr = 4e-4 per step differently. The bound: about 12 such steps per element (1.99e-3
-  # measured), and all
-  # differences together under a tenth of what the last 10 steps moved the weights
+  # 2 * lr = 4e-4 per step differently. The bound: about 12 such steps per element
+  # (1.99e-3 measured), and all differences together under a tenth of what the last
+  # 10 steps moved the weights
   # (another seed, data order or init gives differences of the weights' own size).
   got = _float_tensors(os.path.join(two, "checkpoints", "ckpt-20"))
   one = os.path.join(str(tmp_path / "one"), "checkpoints")
