@@ -241,9 +241,11 @@ def test_two_replicas_match_one_device(tmp_path, two_cpu_strategy, context):
       np.testing.assert_allclose(ham_b.last_relative_error.numpy(),
                                  ham_a.last_relative_error.numpy(), rtol=1e-4)
     # NMF's multiplicative updates divide by small denominators: with lr=1 some
-    # weights (Hamburger sigma, D's first block) end up to 6e-6 apart, as much with
-    # deterministic init="online" bases as with random ones, so it is float noise.
-    atol = 1e-5
+    # weights (Hamburger sigma, D's blocks) end up apart by float noise, as much with
+    # deterministic init="online" bases as with random ones: 6e-6 measured on TF 2.21,
+    # 5.9e-5 on TF 2.15 (36 of 576 elements of one D kernel, 1.2e-3 relative). A
+    # replica that drew or scaled its share wrongly is off by the weights' own size.
+    atol = 1e-4
   for a, b, w0 in zip(models_one, models_two, before):
     wa, wb = _values(a), _values(b)
     update = np.sqrt(sum(np.sum((x - y) ** 2) for x, y in zip(wa, w0)))
