@@ -71,3 +71,37 @@ hg_bucket_name() {
   local b=${1#gs://}
   printf '%s' "${b%/}"
 }
+
+# hg_parse_args "$@": the launchers' one command-line parser. Handles --help (the
+# script's usage), --dry_run, the boolean flags the script's hg_boolean_flag accepts
+# (it sets them and returns 0), --name=value and --name value (handed to the script's
+# hg_set_flag NAME VALUE, which dies on an unknown name), and one command word, left in
+# COMMAND. GIN_PARAMS starts from HAMGAN_GIN_PARAMS (';'-separated).
+# shellcheck disable=SC2034  # COMMAND and GIN_PARAMS are read by the sourcing script
+hg_parse_args() {
+  local arg name value
+  COMMAND=""
+  GIN_PARAMS=()
+  if [[ -n ${HAMGAN_GIN_PARAMS:-} ]]; then
+    IFS=';' read -r -a GIN_PARAMS <<<"$HAMGAN_GIN_PARAMS"
+  fi
+  while (($#)); do
+    arg=$1
+    shift
+    case $arg in
+      -h | --help) usage; exit 0 ;;
+      --dry_run) DRY_RUN=1; continue ;;
+      --*=*) name=${arg%%=*}; value=${arg#*=} ;;
+      --*)
+        if declare -F hg_boolean_flag >/dev/null && hg_boolean_flag "$arg"; then
+          continue
+        fi
+        (($#)) || hg_die "flag $arg needs a value (e.g. $arg=VALUE); see --help."
+        name=$arg; value=$1; shift ;;
+      *)
+        [[ -z $COMMAND ]] || hg_die "unexpected argument '$arg' (the command is already '$COMMAND'); see --help."
+        COMMAND=$arg; continue ;;
+    esac
+    hg_set_flag "$name" "$value"
+  done
+}

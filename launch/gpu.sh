@@ -78,41 +78,24 @@ elif [[ -x $REPO_ROOT/.venv/bin/hamgan-train ]]; then
 else
   BIN_DIR=""
 fi
-GIN_PARAMS=()
-if [[ -n ${HAMGAN_GIN_PARAMS:-} ]]; then
-  IFS=';' read -r -a GIN_PARAMS <<<"$HAMGAN_GIN_PARAMS"
-fi
-COMMAND=""
+hg_set_flag() {
+  case $1 in
+    --experiment) EXPERIMENT=$2 ;;
+    --gin_file) GIN_FILE=$2 ;;
+    --model_dir) MODEL_DIR=$2 ;;
+    --data_dir) DATA_DIR=$2 ;;
+    --data_dir_binding) DATA_DIR_BINDING=$2 ;;
+    --gin_param) GIN_PARAMS+=("$2") ;;
+    --eval_args) EVAL_ARGS=$2 ;;
+    --gpus) GPUS=$2 ;;
+    --eval_gpu) EVAL_GPU=$2 ;;
+    --log_dir) LOG_DIR=$2 ;;
+    --bin_dir) BIN_DIR=$2 ;;
+    *) hg_die "unknown flag '$1'; see --help for the flags." ;;
+  esac
+}
 
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1; continue ;;
-    --*=*) name=${arg%%=*}; value=${arg#*=} ;;
-    --*)
-      (($#)) || hg_die "flag $arg needs a value (e.g. $arg=VALUE); see --help."
-      name=$arg; value=$1; shift ;;
-    *)
-      [[ -z $COMMAND ]] || hg_die "unexpected argument '$arg' (the command is already '$COMMAND'); see --help."
-      COMMAND=$arg; continue ;;
-  esac
-  case $name in
-    --experiment) EXPERIMENT=$value ;;
-    --gin_file) GIN_FILE=$value ;;
-    --model_dir) MODEL_DIR=$value ;;
-    --data_dir) DATA_DIR=$value ;;
-    --data_dir_binding) DATA_DIR_BINDING=$value ;;
-    --gin_param) GIN_PARAMS+=("$value") ;;
-    --eval_args) EVAL_ARGS=$value ;;
-    --gpus) GPUS=$value ;;
-    --eval_gpu) EVAL_GPU=$value ;;
-    --log_dir) LOG_DIR=$value ;;
-    --bin_dir) BIN_DIR=$value ;;
-    *) hg_die "unknown flag '$name'; see --help for the flags." ;;
-  esac
-done
+hg_parse_args "$@"
 
 COMMAND=${COMMAND:-start}
 case $COMMAND in

@@ -67,40 +67,23 @@ REMOTE_BIN=${HAMGAN_REMOTE_BIN:-hamgan-train}
 RUN_NAME=${HAMGAN_RUN_NAME:-}
 SSH=${HAMGAN_SSH:-ssh}
 DRY_RUN=${HAMGAN_DRY_RUN:-0}
-GIN_PARAMS=()
-if [[ -n ${HAMGAN_GIN_PARAMS:-} ]]; then
-  IFS=';' read -r -a GIN_PARAMS <<<"$HAMGAN_GIN_PARAMS"
-fi
-COMMAND=""
+hg_set_flag() {
+  case $1 in
+    --hosts) HOSTS=$2 ;;
+    --hosts_file) HOSTS_FILE=$2 ;;
+    --port) PORT=$2 ;;
+    --experiment) EXPERIMENT=$2 ;;
+    --model_dir) MODEL_DIR=$2 ;;
+    --gin_param) GIN_PARAMS+=("$2") ;;
+    --remote_dir) REMOTE_DIR=$2 ;;
+    --remote_bin) REMOTE_BIN=$2 ;;
+    --run_name) RUN_NAME=$2 ;;
+    --ssh) SSH=$2 ;;
+    *) hg_die "unknown flag '$1'; see --help for the flags." ;;
+  esac
+}
 
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1; continue ;;
-    --*=*) name=${arg%%=*}; value=${arg#*=} ;;
-    --*)
-      (($#)) || hg_die "flag $arg needs a value (e.g. $arg=VALUE); see --help."
-      name=$arg; value=$1; shift ;;
-    *)
-      [[ -z $COMMAND ]] || hg_die "unexpected argument '$arg' (the command is already '$COMMAND'); see --help."
-      COMMAND=$arg; continue ;;
-  esac
-  case $name in
-    --hosts) HOSTS=$value ;;
-    --hosts_file) HOSTS_FILE=$value ;;
-    --port) PORT=$value ;;
-    --experiment) EXPERIMENT=$value ;;
-    --model_dir) MODEL_DIR=$value ;;
-    --gin_param) GIN_PARAMS+=("$value") ;;
-    --remote_dir) REMOTE_DIR=$value ;;
-    --remote_bin) REMOTE_BIN=$value ;;
-    --run_name) RUN_NAME=$value ;;
-    --ssh) SSH=$value ;;
-    *) hg_die "unknown flag '$name'; see --help for the flags." ;;
-  esac
-done
+hg_parse_args "$@"
 
 COMMAND=${COMMAND:-start}
 case $COMMAND in

@@ -97,49 +97,38 @@ REPO=${HAMGAN_REPO:-}
 REF=${HAMGAN_REF:-main}
 SKIP_INSTALL=${HAMGAN_SKIP_INSTALL:-0}
 DRY_RUN=${HAMGAN_DRY_RUN:-0}
-GIN_PARAMS=()
-if [[ -n ${HAMGAN_GIN_PARAMS:-} ]]; then
-  IFS=';' read -r -a GIN_PARAMS <<<"$HAMGAN_GIN_PARAMS"
-fi
-COMMAND=""
+hg_boolean_flag() {
+  case $1 in
+    --spot) SPOT=1 ;;
+    --preemptible) PREEMPTIBLE=1 ;;
+    --skip_install) SKIP_INSTALL=1 ;;
+    *) return 1 ;;
+  esac
+}
 
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    -h | --help) usage; exit 0 ;;
-    --dry_run) DRY_RUN=1; continue ;;
-    --spot) SPOT=1; continue ;;
-    --preemptible) PREEMPTIBLE=1; continue ;;
-    --skip_install) SKIP_INSTALL=1; continue ;;
-    --*=*) name=${arg%%=*}; value=${arg#*=} ;;
-    --*)
-      (($#)) || hg_die "flag $arg needs a value (e.g. $arg=VALUE); see --help."
-      name=$arg; value=$1; shift ;;
-    *)
-      [[ -z $COMMAND ]] || hg_die "unexpected argument '$arg' (the command is already '$COMMAND'); see --help."
-      COMMAND=$arg; continue ;;
+hg_set_flag() {
+  case $1 in
+    --project) PROJECT=$2 ;;
+    --zone) ZONE=$2 ;;
+    --bucket) BUCKET=$2 ;;
+    --experiment) EXPERIMENT=$2 ;;
+    --run_name) RUN_NAME=$2 ;;
+    --data_dir) DATA_DIR=$2 ;;
+    --data_dir_binding) DATA_DIR_BINDING=$2 ;;
+    --gin_param) GIN_PARAMS+=("$2") ;;
+    --eval_args) EVAL_ARGS=$2 ;;
+    --tpu_name) TPU_NAME=$2 ;;
+    --eval_tpu_name) EVAL_TPU_NAME=$2 ;;
+    --accelerator) ACCELERATOR=$2 ;;
+    --runtime_version) RUNTIME_VERSION=$2 ;;
+    --source) SOURCE=$2 ;;
+    --repo) REPO=$2 ;;
+    --ref) REF=$2 ;;
+    *) hg_die "unknown flag '$1'; see --help for the flags." ;;
   esac
-  case $name in
-    --project) PROJECT=$value ;;
-    --zone) ZONE=$value ;;
-    --bucket) BUCKET=$value ;;
-    --experiment) EXPERIMENT=$value ;;
-    --run_name) RUN_NAME=$value ;;
-    --data_dir) DATA_DIR=$value ;;
-    --data_dir_binding) DATA_DIR_BINDING=$value ;;
-    --gin_param) GIN_PARAMS+=("$value") ;;
-    --eval_args) EVAL_ARGS=$value ;;
-    --tpu_name) TPU_NAME=$value ;;
-    --eval_tpu_name) EVAL_TPU_NAME=$value ;;
-    --accelerator) ACCELERATOR=$value ;;
-    --runtime_version) RUNTIME_VERSION=$value ;;
-    --source) SOURCE=$value ;;
-    --repo) REPO=$value ;;
-    --ref) REF=$value ;;
-    *) hg_die "unknown flag '$name'; see --help for the flags." ;;
-  esac
-done
+}
+
+hg_parse_args "$@"
 
 case $COMMAND in
   create | train | eval | status | delete) ;;
