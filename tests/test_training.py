@@ -41,11 +41,11 @@ def _model_fns(context="none", ch=2):
   return generator_fn, discriminator_fn
 
 
-def _dataset_fn(num_examples=48):
+def _dataset_fn(num_examples=48, num_classes=NUM_CLASSES):
   """A fixed, ordered stream of random images and labels, batched per replica."""
   rng = np.random.RandomState(7)
   images = rng.uniform(-1, 1, (num_examples, 32, 32, 3)).astype(np.float32)
-  labels = rng.randint(0, NUM_CLASSES, num_examples).astype(np.int32)
+  labels = rng.randint(0, num_classes, num_examples).astype(np.int32)
 
   def fn(input_context, per_replica_batch):
     del input_context

@@ -1,4 +1,4 @@
-"""State that survives a restart honestly; optimizers by reference; bfloat16 vs float32 step."""
+"""State that survives a restart honestly; optimizers chosen by reference."""
 import logging as std_logging
 
 from absl import logging
@@ -12,6 +12,7 @@ from hamgan.training import fault_tolerance
 from hamgan.training import optimizers
 from hamgan.training import run_files
 from hamgan.training import trainer as trainer_lib
+import test_training  # the fixed random data stream of the trainer's tests
 
 NUM_CLASSES = 10  # the digits data set's
 
@@ -28,15 +29,7 @@ def _model_fns(ch=2):
 
 
 def _fixed_dataset_fn(num_examples=32):
-  rng = np.random.RandomState(7)
-  images = rng.uniform(-1, 1, (num_examples, 32, 32, 3)).astype(np.float32)
-  labels = rng.randint(0, NUM_CLASSES, num_examples).astype(np.int32)
-
-  def fn(input_context, per_replica_batch):
-    del input_context
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
-    return ds.batch(per_replica_batch, drop_remainder=True)
-  return fn
+  return test_training._dataset_fn(num_examples, num_classes=NUM_CLASSES)
 
 
 def _config(**overrides):
