@@ -54,6 +54,27 @@ def non_saturating(d_real, d_fake):
 LOSSES = {"hinge": hinge, "non_saturating": non_saturating}
 
 
+def paired_labels(y):
+  """Labels whose second half repeats the first: rows i and i + b/2 share a class."""
+  half = tf.shape(y)[0] // 2
+  return tf.concat([y[:half], y[:half]], axis=0)
+
+
+def mode_seeking(fake, z, eps=1e-5):
+  """Per-pair mode-seeking penalty (Mao et al., "Mode Seeking GANs", CVPR 2019).
+
+  Rows i and i + b/2 of `fake` are samples of one class from the latents `z[i]` and
+  `z[i + b/2]` (see `paired_labels`). The penalty is 1 / (|dx| / |dz| + eps), mean
+  absolute differences: it grows when two latents give nearly the same image, which
+  is the within-class collapse that a class-conditional G on small data falls into.
+  """
+  fake_a, fake_b = tf.split(tf.cast(fake, tf.float32), 2, axis=0)
+  z_a, z_b = tf.split(tf.cast(z, tf.float32), 2, axis=0)
+  image_gap = tf.reduce_mean(tf.abs(fake_a - fake_b), axis=[1, 2, 3])
+  latent_gap = tf.reduce_mean(tf.abs(z_a - z_b), axis=1)
+  return 1.0 / (image_gap / latent_gap + eps)
+
+
 def get_loss(name_or_fn):
   """Returns a loss function from a name in LOSSES or a callable (a gin reference)."""
   return validation.choose_function(

@@ -40,6 +40,10 @@ class TrainConfig:
       A learning rate changed between launches of a run is applied on restart (a
       log line says so); the checkpoint's rate is not kept over the config's.
     d_steps: D updates per G update.
+    mode_seeking_weight: weight of the mode-seeking term in G's loss (0: off). With it,
+      the two halves of each replica's G batch share their classes, and G is charged
+      1 / (image distance / latent distance) per pair (losses.mode_seeking): it
+      counters samples of one class that look alike whatever z is.
     ema_decay: decay of the EMA generator.
     ema_start_step: before this step the EMA generator is a copy of G.
     steps_per_loop: the most iterations per tf.function call.
@@ -83,6 +87,7 @@ class TrainConfig:
   beta2: float = 0.999
   epsilon: float = 1e-8
   d_steps: int = 1
+  mode_seeking_weight: float = 0.0
   ema_decay: float = 0.9999
   ema_start_step: int = 1000
   steps_per_loop: int = 100
@@ -117,6 +122,9 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise ValueError(f"train.{name}={getattr(self, name)!r} must be > 0; "
                          "e.g. g_lr=1e-4, d_lr=4e-4, epsilon=1e-8.")
+    if not self.mode_seeking_weight >= 0:
+      raise ValueError(f"train.mode_seeking_weight={self.mode_seeking_weight!r} must be "
+                       ">= 0; pass 0 (off) or e.g. 1.0.")
     for name in ("beta1", "beta2"):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f"train.{name}={getattr(self, name)!r} is outside [0, 1); "

@@ -36,6 +36,8 @@ import tensorflow as tf
 from hamgan import checkpoints
 from hamgan.layers import hamburger
 from hamgan.training import cluster
+from hamgan.training import ema
+from hamgan.training import losses
 from hamgan.training import run_files
 from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
@@ -89,6 +91,9 @@ class Trainer:
           f"in sync; use a multiple of {replicas}, e.g. "
           f"{replicas * max(1, cfg.batch_size // replicas)}.")
     self.per_replica_batch = cfg.batch_size // replicas
+    if cfg.mode_seeking_weight and self.per_replica_batch % 2:
+      raise ValueError(f"train.mode_seeking_weight pairs the rows of each replica's batch, "
+                       f"but {self.per_replica_batch} per replica is odd; use an even one.")
     self._is_tpu = strategy_lib.is_tpu_strategy(self.strategy)
     if cfg.jit_compile and replicas > 1 and not self._is_tpu:
       raise ValueError(
@@ -201,7 +206,7 @@ class Trainer:
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     # Outside the scope: one host-side generator; its seeds are broadcast to replicas.
     self.rng = tf.random.Generator.from_seed(cfg.seed)
-    self._ema_pairs = self._pair_variables()
+    self._ema_pairs = ema.pair_variables(self.generator, self.ema_generator)
     self.checkpoint = tf.train.Checkpoint(
         generator=self.generator, discriminator=self.discriminator,
         ema_generator=self.ema_generator, g_optimizer=self.g_optimizer,
@@ -209,22 +214,6 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.checkpoint_dir, max_to_keep=cfg.max_checkpoints,
         step_counter=self.step)
-
-  def _pair_variables(self):
-    """(ema_var, g_var, averaged) for every weight of G, matched by position and shape."""
-    g_vars, e_vars = self.generator.variables, self.ema_generator.variables
-    trainable = {id(v) for v in self.generator.trainable_variables}
-    if len(g_vars) != len(e_vars):
-      raise ValueError(f"the EMA generator has {len(e_vars)} variables, G has "
-                       f"{len(g_vars)}; generator_fn must build the same model each call.")
-    pairs = []
-    for e, g in zip(e_vars, g_vars):
-      if e.shape != g.shape:
-        raise ValueError(f"EMA variable {e.name} {e.shape} does not match G's {g.name} "
-                         f"{g.shape}; generator_fn must build the same model each call.")
-      # Trainable weights are averaged; state (SN vectors, BN statistics) is copied.
-      pairs.append((e, g, id(g) in trainable))
-    return pairs
 
   def _restore_or_initialise(self):
     latest = self._restore_path
@@ -286,25 +275,18 @@ class Trainer:
     return (d_loss, tf.reduce_sum(d_real) / big_b, tf.reduce_sum(d_fake) / big_b)
 
   def _g_step(self, z, y):
+    weight, big_b = self.config.mode_seeking_weight, self.config.batch_size
+    y = losses.paired_labels(y) if weight else y
     with tf.GradientTape() as tape:
       fake = self.generator((z, y), training=True)
       d_fake = tf.cast(self.discriminator((fake, y), training=True), tf.float32)
       _, g_loss = self.config.loss_fn(None, d_fake)
-      g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=self.config.batch_size)
+      g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=big_b)
+      total = g_loss + (weight * tf.nn.compute_average_loss(
+          losses.mode_seeking(fake, z), global_batch_size=big_b // 2) if weight else 0.0)
     variables = self.generator.trainable_variables
-    self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
-    return g_loss
-
-  def _ema_merge(self, strategy):
-    """Cross-replica EMA update: the same assignment on every replica's copy."""
-    cfg = self.config
-    decay = tf.where(self.step >= cfg.ema_start_step, cfg.ema_decay, 0.0)
-    for e, g, averaged in self._ema_pairs:
-      if averaged:
-        fn = lambda ev, gv: ev.assign(gv + decay * (ev - gv))  # noqa: E731
-      else:
-        fn = lambda ev, gv: ev.assign(gv)  # noqa: E731
-      strategy.extended.update(e, fn, args=(g,), group=False)
+    self.g_optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+    return g_loss  # the adversarial part: comparable across settings
 
   def _replica_step(self, real_batches, seeds):
     """One iteration on one replica; returns its share of the global-mean metrics."""
@@ -315,7 +297,9 @@ class Trainer:
     k = len(real_batches)
     z, y = self._draw(seeds[:, 2 * k], seeds[:, 2 * k + 1])
     g_loss = self._g_step(z, y)
-    tf.distribute.get_replica_context().merge_call(self._ema_merge)
+    cfg = self.config
+    tf.distribute.get_replica_context().merge_call(ema.update, args=(
+        self._ema_pairs, self.step, cfg.ema_start_step, cfg.ema_decay))
     self.step.assign_add(1)
     d_loss, d_real, d_fake = [tf.add_n(list(m)) / k for m in zip(*d_metrics)]
     return tf.stack([d_loss, g_loss, d_real, d_fake])

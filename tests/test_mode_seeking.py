@@ -1,0 +1,102 @@
+"""Tests for the mode-seeking term of G's loss (train.mode_seeking_weight)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hamgan.training import losses
+from hamgan.training import trainer as trainer_lib
+import test_training  # tiny G / D builders and the fixed random data stream
+
+
+def _numpy_penalty(fake, z, eps=1e-5):
+  h = len(fake) // 2
+  image_gap = np.abs(fake[:h] - fake[h:]).reshape(h, -1).mean(axis=1)
+  latent_gap = np.abs(z[:h] - z[h:]).mean(axis=1)
+  return 1.0 / (image_gap / latent_gap + eps)
+
+
+def test_penalty_and_paired_labels_match_numpy():
+  rng = np.random.RandomState(0)
+  fake = rng.normal(size=(6, 4, 4, 3)).astype(np.float32)
+  z = rng.normal(size=(6, 5)).astype(np.float32)
+  got = losses.mode_seeking(tf.constant(fake), tf.constant(z)).numpy()
+  np.testing.assert_allclose(got, _numpy_penalty(fake, z), rtol=1e-5)
+  # Two identical images of a pair: the penalty is 1 / eps, the collapse it punishes.
+  fake[3] = fake[0]
+  assert losses.mode_seeking(tf.constant(fake), tf.constant(z)).numpy()[0] == (
+      pytest.approx(1e5, rel=1e-6))
+  y = tf.constant([4, 1, 7, 0, 2, 9])
+  np.testing.assert_array_equal(losses.paired_labels(y), [4, 1, 7, 4, 1, 7])
+
+
+def test_penalty_gradient_matches_the_analytic_one():
+  # d/da of 1 / (r + eps), r = mean|a - b| / g: -sign(a - b) / (n g (r + eps)^2).
+  rng = np.random.RandomState(1)
+  fake = rng.normal(size=(2, 2, 2, 3)).astype(np.float64)
+  z = rng.normal(size=(2, 3)).astype(np.float64)
+  x = tf.Variable(fake, dtype=tf.float32)
+  with tf.GradientTape() as tape:
+    penalty = losses.mode_seeking(x, tf.constant(z, tf.float32))[0]
+  grad = tape.gradient(penalty, x).numpy()
+  diff = fake[0] - fake[1]
+  n, g = diff.size, np.abs(z[0] - z[1]).mean()
+  r = np.abs(diff).mean() / g
+  expected = -np.sign(diff) / (n * g * (r + 1e-5) ** 2)
+  np.testing.assert_allclose(grad[0], expected, rtol=1e-4)
+  np.testing.assert_allclose(grad[1], -expected, rtol=1e-4)
+
+
+def test_weight_is_checked_before_training(tmp_path):
+  with pytest.raises(ValueError, match="mode_seeking_weight=-1"):
+    trainer_lib.TrainConfig(mode_seeking_weight=-1.0)
+  with pytest.raises(ValueError, match="3 per replica is odd"):
+    test_training._trainer(tmp_path, test_training._config(batch_size=3,
+                                                           mode_seeking_weight=1.0))
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_g_step_descends_the_weighted_penalty(tmp_path):
+  """With plain SGD (lr 1), G's update with weight w minus its update with weight 0
+  is -w times the gradient of the batch-mean penalty, computed here on its own."""
+  weight = 0.25
+  config = dict(batch_size=4, optimizer_fn="sgd_momentum", beta1=0.0, g_lr=1.0)
+  with_term = test_training._trainer(
+      tmp_path / "w", test_training._config(mode_seeking_weight=weight, **config))
+  without = test_training._trainer(tmp_path / "0", test_training._config(**config))
+  z = tf.constant(np.random.RandomState(2).normal(size=(4, 8)), tf.float32)
+  y = tf.constant([0, 2, 0, 2])  # already paired: both runs see the same labels
+  generator = without.generator
+  start = test_training._values(generator)
+  with tf.GradientTape() as tape:
+    penalty = tf.reduce_mean(losses.mode_seeking(generator((z, y), training=True), z))
+  expected = tape.gradient(penalty, generator.trainable_variables)
+  assert float(penalty) > 0
+  # That forward pass moved G's spectral-norm state: both trainers start from `start`.
+  for v, value in zip(generator.variables, start):
+    v.assign(value)
+  for a, b in ((without.generator, with_term.generator),
+               (without.discriminator, with_term.discriminator)):
+    for va, vb in zip(a.variables, b.variables):
+      vb.assign(va.numpy())
+
+  loss_with = float(with_term._g_step(z, y))
+  loss_without = float(without._g_step(z, y))
+  assert loss_with == pytest.approx(loss_without, rel=1e-6)  # the metric: adversarial only
+  trainable = {id(v) for v in generator.trainable_variables}
+  moved = 0.0
+  for v, v_w, g in zip(generator.variables, with_term.generator.variables,
+                      _expand(generator, expected, trainable)):
+    if g is None:
+      continue
+    difference = v_w.numpy() - v.numpy()
+    np.testing.assert_allclose(difference, -weight * g, rtol=2e-3, atol=1e-6,
+                               err_msg=v.name)
+    moved = max(moved, float(np.abs(difference).max()))
+  assert moved > 1e-4, "the penalty's gradient was too small to test anything"
+
+
+def _expand(generator, grads, trainable):
+  """Gradients aligned with generator.variables (None for non-trainable state)."""
+  by_id = {id(v): None if g is None else tf.convert_to_tensor(g).numpy()
+           for v, g in zip(generator.trainable_variables, grads)}
+  return [by_id.get(id(v)) if id(v) in trainable else None for v in generator.variables]
