@@ -31,7 +31,7 @@ def test_missed_targets_names_each_bar():
   assert "recall 0.200 is below the expected 0.5" in msg
   assert len(demo.missed_targets({"conditional_accuracy": 0.1, "recall_k3": 0.1}, 0.9, 0.5)) == 2
   # The bars the issue asks for are the defaults.
-  assert FLAGS["min_accuracy"].default == 0.9 and FLAGS["min_recall"].default == 0.25
+  assert FLAGS["min_accuracy"].default == 0.9 and FLAGS["min_recall"].default == 0.5
 
 
 def test_tpu_flag_reaches_the_trainer(monkeypatch, tmp_path, capsys):
