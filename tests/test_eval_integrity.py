@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from hamgan.evaluation import evaluator
+from hamgan.evaluation import real_stats
 from hamgan.evaluation import results
 from hamgan.evaluation import standing
 from test_eval_cli import _make_run
@@ -125,3 +126,16 @@ def test_intra_fid_with_labelled_real_data_is_the_mean_of_per_class_fids(tmp_pat
   assert row["metrics"]["intra_fid100/blobs-train"] == pytest.approx(
       np.mean(list(per_class.values())), rel=1e-12)
   assert row["metric_set"] == ["fid", "intra_fid", "is"]
+
+
+def test_one_cache_root_for_classifiers_and_real_statistics(monkeypatch, tmp_path):
+  from hamgan.evaluation import digits_classifier
+  monkeypatch.delenv("HAMGAN_CACHE_DIR", raising=False)
+  monkeypatch.setenv("HAMGAN_CACHE", str(tmp_path / "c"))
+  assert digits_classifier.default_cache_dir() == str(tmp_path / "c")
+  assert real_stats.default_cache_dir() == str(tmp_path / "c" / "real_stats")
+  # The old name of the variable is still read, the documented one wins.
+  monkeypatch.setenv("HAMGAN_CACHE_DIR", str(tmp_path / "old"))
+  assert real_stats.default_cache_dir() == str(tmp_path / "c" / "real_stats")
+  monkeypatch.delenv("HAMGAN_CACHE")
+  assert digits_classifier.default_cache_dir() == str(tmp_path / "old")

@@ -25,6 +25,7 @@ from hamgan.data import mnist5k as mnist_data
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import preprocessing
+from hamgan.evaluation import real_stats
 
 IMAGE_SIZE = digits_data.IMAGE_SIZE  # 32
 NUM_CLASSES = digits_data.NUM_CLASSES  # 10
@@ -133,9 +134,8 @@ def train_and_save(path, epochs=None, batch_size=64, learning_rate=3e-3, seed=0,
 
 
 def default_cache_dir():
-  """$HAMGAN_CACHE, else ~/.cache/hamgan: where trained stand-in classifiers are kept."""
-  return os.environ.get("HAMGAN_CACHE") or os.path.join(
-      os.path.expanduser("~"), ".cache", "hamgan")
+  """Where trained stand-in classifiers are kept: hamgan's cache ($HAMGAN_CACHE)."""
+  return real_stats.cache_root()
 
 
 def read_metadata(path):

@@ -32,11 +32,16 @@ PREPROCESSING = ("hamgan.data.to_model_range (antialiased bilinear to the resolu
                  "[-1, 1]); classifier: bilinear resize, float32")
 
 
+def cache_root():
+  """hamgan's cache: $HAMGAN_CACHE, else ~/.cache/hamgan ($HAMGAN_CACHE_DIR, its old name,
+  is still read)."""
+  return (os.environ.get("HAMGAN_CACHE") or os.environ.get("HAMGAN_CACHE_DIR")
+          or os.path.join(os.path.expanduser("~"), ".cache", "hamgan"))
+
+
 def default_cache_dir():
-  """$HAMGAN_CACHE_DIR/real_stats, else ~/.cache/hamgan/real_stats."""
-  root = os.environ.get("HAMGAN_CACHE_DIR") or os.path.join(
-      os.path.expanduser("~"), ".cache", "hamgan")
-  return os.path.join(root, "real_stats")
+  """<cache_root()>/real_stats."""
+  return os.path.join(cache_root(), "real_stats")
 
 
 @dataclasses.dataclass(frozen=True)
