@@ -13,8 +13,6 @@ ACCEPTED = "STACK=current takes Python 3.11-3.13, STACK=tpu takes Python 3.9-3.1
 @pytest.fixture
 def checkout(tmp_path):
   """The files make reads, in a folder of their own (no environment exists there)."""
-  if shutil.which("make") is None:
-    pytest.skip("make is not installed")
   for name in ("Makefile", "setup.py", "constraints.txt", "constraints-current.txt"):
     shutil.copy(os.path.join(ROOT, name), tmp_path / name)
   return tmp_path
