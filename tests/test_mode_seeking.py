@@ -100,3 +100,15 @@ def _expand(generator, grads, trainable):
   by_id = {id(v): None if g is None else tf.convert_to_tensor(g).numpy()
            for v, g in zip(generator.trainable_variables, grads)}
   return [by_id.get(id(v)) if id(v) in trainable else None for v in generator.variables]
+
+
+def test_step_with_the_term_lowers_to_xla(tmp_path):
+  """On a TPU the replica step is compiled: the paired labels and the penalty must lower
+  with static shapes (the pairing halves the per-replica batch inside the step)."""
+  trainer = test_training._trainer(
+      tmp_path, test_training._config(jit_compile=True, mode_seeking_weight=0.1))
+  b = trainer.per_replica_batch
+  real = ((tf.random.uniform([b, 32, 32, 3], -1, 1), tf.zeros([b], tf.int32)),)
+  seeds = tf.constant([[1, 2, 3, 4], [5, 6, 7, 8]], tf.int64)
+  hlo = trainer.replica_step_fn.experimental_get_compiler_ir(real, seeds)(stage="hlo")
+  assert "ENTRY" in hlo and f"f32[{b // 2},32,32,3]" in hlo  # one half of G's batch
