@@ -1,25 +1,53 @@
-"""A run's checkpoints: where they live, which one to use, and whether one is whole.
+"""A run's checkpoints: which exist, which one to use, and whether one is damaged.
 
-hamgan-train writes `model_dir/checkpoints/ckpt-N` with tf.train.CheckpointManager
-(keys generator, discriminator, ema_generator, g_optimizer, d_optimizer, step, rng).
-Training (restore, rollback) and evaluation (which checkpoints to score, whether a
-failed restore was a damaged file) both read the directory through this module, so
-the layout and the health check exist once.
+hamgan-train writes full training state to `checkpoints/ckpt-N` (tf.train.CheckpointManager,
+the newest train.max_checkpoints; keys generator, discriminator, ema_generator,
+g_optimizer, d_optimizer, step, rng) and, at every train.checkpoint_every, an evaluation
+snapshot to `milestones/ckpt-N` (generator, ema_generator, step) that is never deleted.
+
+Damaged is not the same as unreadable now. Only evidence of damage (DataLoss, a
+missing or truncated file, a short read, a non-finite value) makes a checkpoint
+unusable. Any other error (a storage hiccup: Unavailable, DeadlineExceeded, the
+FailedPrecondition of a failed GCS request) is retried for up to `RETRY_SECONDS` and
+then raised as `StorageError`: a run never falls back to an older state silently.
 """
+import hashlib
 import os
 import re
+import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-CHECKPOINT_DIR = "checkpoints"
+from hamgan import run_dir
+
+CHECKPOINT_DIR = run_dir.CHECKPOINT_DIR
+MILESTONE_DIR = run_dir.MILESTONE_DIR
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+RETRY_SECONDS = 120.0  # how long an unreadable checkpoint is retried before giving up
+_FIRST_RETRY_SECONDS = 1.0
+
+
+class StorageError(RuntimeError):
+  """A checkpoint could not be read for a reason that is not damage, even after retries."""
+
+
+def _damage_errors():
+  # A truncated data file surfaces as IndexError ("Read less bytes than requested") or
+  # OutOfRange; a missing shard or index as NotFound; a bad crc or proto as DataLoss.
+  return (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
+          IndexError, ValueError)
 
 
 def checkpoint_dir(model_dir):
   """model_dir/checkpoints."""
   return os.path.join(model_dir, CHECKPOINT_DIR)
+
+
+def milestone_dir(model_dir):
+  """model_dir/milestones."""
+  return os.path.join(model_dir, MILESTONE_DIR)
 
 
 def _number(path):
@@ -28,20 +56,69 @@ def _number(path):
   return int(match.group(1)) if match else -1
 
 
+def with_retries(read, what, retry_seconds=None):
+  """read() with retries: damage errors pass through at once, any other OpError or
+  OSError is retried with backoff for up to `retry_seconds`, then StorageError."""
+  budget = RETRY_SECONDS if retry_seconds is None else retry_seconds
+  deadline, wait, tries = time.monotonic() + budget, _FIRST_RETRY_SECONDS, 0
+  while True:
+    try:
+      return read()
+    except _damage_errors():
+      raise
+    except (tf.errors.OpError, OSError) as e:
+      tries += 1
+      left = deadline - time.monotonic()
+      if left <= 0:
+        raise StorageError(
+            f"could not read {what} after {tries} tries over {budget:.0f} s "
+            f"({type(e).__name__}: {_first_line(e)}). This is no sign of damage, so no "
+            "older checkpoint is used instead; check the storage (permissions, network, "
+            "bucket) and run the same command again.") from e
+      logging.warning("reading %s failed (%s: %s); retrying in %.0f s.", what,
+                      type(e).__name__, _first_line(e), min(wait, left))
+      time.sleep(min(wait, left))
+      wait = min(wait * 2, 30.0)
+
+
+def _first_line(error):
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else ""
+
+
 def checkpoint_step(path):
   """The training step stored in the checkpoint (its `step` variable), else ckpt-N's N."""
   try:
-    return int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
-  except (tf.errors.NotFoundError, ValueError):
+    return int(with_retries(lambda: tf.train.load_checkpoint(path).get_tensor(STEP_KEY),
+                            path))
+  except _damage_errors():
     return _number(path)
 
 
+def _listed(directory):
+  """Checkpoint prefixes in `directory` whose .index exists (a half-written one has none)."""
+  pattern = os.path.join(directory, "ckpt-*.index")
+  found = with_retries(lambda: tf.io.gfile.glob(pattern), pattern)
+  return [p[:-len(".index")] for p in found]
+
+
 def list_checkpoints(model_dir):
-  """[(step, path)] of every checkpoint the state file lists and whose index exists."""
-  state = tf.train.get_checkpoint_state(checkpoint_dir(model_dir))
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  # get_checkpoint_state already joined relative entries to the directory.
-  return sorted((checkpoint_step(p), p) for p in paths if tf.io.gfile.exists(p + ".index"))
+  """[(step, path)] of the full checkpoints, oldest first (found by listing, so a damaged
+  `checkpoint` state file hides none)."""
+  return sorted((_number(p), p) for p in _listed(checkpoint_dir(model_dir)))
+
+
+def list_milestones(model_dir):
+  """[(step, path)] of the evaluation snapshots, oldest first."""
+  return sorted((_number(p), p) for p in _listed(milestone_dir(model_dir)))
+
+
+def list_evaluable(model_dir):
+  """[(step, path)], one per step: every milestone, plus full checkpoints at other steps
+  (time-based saves, the last step of a run without milestones)."""
+  by_step = dict(list_checkpoints(model_dir))
+  by_step.update(dict(list_milestones(model_dir)))  # a milestone wins: it is kept for good
+  return sorted(by_step.items())
 
 
 def find_checkpoint(model_dir, checkpoint=None):
@@ -50,7 +127,7 @@ def find_checkpoint(model_dir, checkpoint=None):
   Raises:
     ValueError: no checkpoint at all, or none matching `checkpoint`.
   """
-  found = list_checkpoints(model_dir)
+  found = list_evaluable(model_dir)
   directory = checkpoint_dir(model_dir)
   if checkpoint is None:
     if not found:
@@ -70,67 +147,55 @@ def find_checkpoint(model_dir, checkpoint=None):
       f"step of one; available steps: {[s for s, _ in found] or 'none'}.")
 
 
-def checkpoint_problem(path, require_finite=True):
-  """Why the checkpoint at `path` (a ckpt-N prefix) cannot be used, or None.
+def fingerprint(path):
+  """sha256 (16 hex digits) of the checkpoint's .index file, which holds every tensor's
+  offset, size and crc32c: a checkpoint rewritten with other values gets another one."""
+  def read():
+    with tf.io.gfile.GFile(path + ".index", "rb") as f:
+      return f.read()
+  return hashlib.sha256(with_retries(read, path + ".index")).hexdigest()[:16]
 
-  Reads every tensor back: a truncated data file, a missing shard or index, or
-  (with `require_finite`) non-finite float values, which training never saves,
-  make it unusable.
-  """
-  try:
+
+def checkpoint_problem(path, require_finite=True, retry_seconds=None):
+  """Why the checkpoint at `path` (a ckpt-N prefix) is damaged, or None if it reads back
+  whole (and, with `require_finite`, finite). Raises StorageError when it cannot be read
+  for another reason, after retries."""
+  def read_all():
     reader = tf.train.load_checkpoint(path)
     for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
       value = reader.get_tensor(name)
       if require_finite and dtype.is_floating and not np.all(np.isfinite(value)):
         return f"{name} holds NaN/Inf"
-  except (tf.errors.OpError, ValueError, OSError, IndexError) as e:
-    # A truncated data file surfaces as IndexError("Read less bytes than requested").
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {first_line[:200]}"
-  return None
-
-
-def _candidates(directory):
-  """Checkpoint prefixes, newest first: the state file's list, or ckpt-N.index files."""
-  paths = []
+    return None
   try:
-    state = tf.train.get_checkpoint_state(directory)
-  except (tf.errors.OpError, ValueError) as e:  # a damaged `checkpoint` state file
-    logging.warning("checkpoint state in %s is unreadable (%s); looking at the files.",
-                    directory, e)
-    state = None
-  if state is not None:
-    paths = list(state.all_model_checkpoint_paths)
-    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
-      paths.append(state.model_checkpoint_path)
-  elif tf.io.gfile.isdir(directory):
-    paths = [p[:-len(".index")] for p in
-             tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
-  return sorted(set(paths), key=_number, reverse=True)
+    return with_retries(read_all, path, retry_seconds)
+  except _damage_errors() as e:
+    return f"{type(e).__name__}: {_first_line(e)}"
 
 
-def newest_good_checkpoint(directory, quiet=False):
-  """(path, step) of the newest usable checkpoint in `directory`, or (None, 0).
+def newest_good_checkpoint(directory, quiet=False, at_most=None):
+  """(path, step) of the newest checkpoint in `directory` (of a step <= `at_most`, when
+  given) that reads back whole, or (None, 0).
 
-  Unusable ones are skipped with a warning naming each and why; nothing is
-  deleted (the trainer later overwrites a damaged ckpt-N when it saves step N
-  again, and CheckpointManager's retention removes old ones as usual).
+  Damaged ones are skipped with a warning naming each and why; nothing is deleted.
+  StorageError (from checkpoint_problem) propagates: an unreadable checkpoint is no
+  reason to use an older one.
   """
+  candidates = sorted(_listed(directory), key=_number, reverse=True)
+  if at_most is not None:
+    candidates = [p for p in candidates if _number(p) <= at_most]
   skipped = []
-  for path in _candidates(directory):
+  for path in candidates:
     problem = checkpoint_problem(path)
-    if problem is not None:
-      skipped.append(path)
-      if not quiet:
-        logging.warning("checkpoint %s is unusable (%s); skipped, left on disk.", path,
-                        problem)
-      continue
-    step = int(tf.train.load_checkpoint(path).get_tensor(STEP_KEY))
-    if skipped and not quiet:
-      logging.warning("using checkpoint %s (step %d) instead of the newer %s.", path, step,
-                      ", ".join(os.path.basename(p) for p in skipped))
-    return path, step
+    if problem is None:
+      if skipped and not quiet:
+        logging.warning("using checkpoint %s instead of the newer, damaged %s.", path,
+                        ", ".join(os.path.basename(p) for p in skipped))
+      return path, checkpoint_step(path)
+    skipped.append(path)
+    if not quiet:
+      logging.warning("checkpoint %s is damaged (%s); skipped, left on disk.", path, problem)
   if skipped and not quiet:
-    logging.warning("no usable checkpoint in %s (skipped %s); starting from step 0.",
+    logging.warning("no usable checkpoint in %s (all damaged: %s); starting from step 0.",
                     directory, ", ".join(os.path.basename(p) for p in skipped))
   return None, 0

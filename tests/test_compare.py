@@ -20,7 +20,7 @@ from hamgan.compare import paper
 from hamgan.compare import report
 from hamgan.compare import runs
 from hamgan.compare import table
-from hamgan.evaluation import run_dir
+from hamgan import run_dir
 from hamgan.training import trainer as trainer_lib
 
 # Rows as hamgan.evaluation.evaluator writes them: protocol labels, metric names that

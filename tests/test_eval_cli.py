@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hamgan import run_dir
 from hamgan.cli import eval as eval_cli
 from hamgan.cli import sample as sample_cli
 from hamgan.evaluation import classifier as classifier_lib
@@ -16,7 +17,7 @@ from hamgan.evaluation import evaluator
 from hamgan.evaluation import features
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
-from hamgan.evaluation import run_dir
+from hamgan.evaluation import restore
 from hamgan.evaluation import standing
 from hamgan.models import Generator
 
@@ -35,7 +36,7 @@ train.num_steps = 30
 def _generator(ch=CH, seed=0):
   tf.keras.utils.set_random_seed(seed)
   g = Generator(image_size=SIZE, num_classes=CLASSES, ch=ch, z_dim=Z_DIM, context="none")
-  run_dir.build_generator(g)
+  restore.build_generator(g)
   return g
 
 
@@ -114,7 +115,7 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
                            write=lines.append)
   assert [r["step"] for r in rows] == [10, 20]
   assert any("img/s" in l and "ETA" in l for l in lines)
-  stored = evaluator.read_results(model_dir)
+  stored = run_dir.read_results(model_dir)
   assert len(stored) == 2
   with open(os.path.join(model_dir, "operative_config.gin"), "rb") as f:
     sha = hashlib.sha256(f.read()).hexdigest()
@@ -146,10 +147,10 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
 
   # Again: nothing new. --force on one step replaces its row. The raw G is a new row.
   assert eval_cli.evaluate(_flags(model_dir, shared, digits_classifier_path, "--all")) == []
-  assert len(evaluator.read_results(model_dir)) == 2
+  assert len(run_dir.read_results(model_dir)) == 2
   redo = eval_cli.evaluate(_flags(model_dir, shared, digits_classifier_path,
                                   "--checkpoint=10", "--force"))
-  after = evaluator.read_results(model_dir)
+  after = run_dir.read_results(model_dir)
   assert len(redo) == 1 and len(after) == 2
   assert sorted(r["step"] for r in after) == [10, 20]
   assert [r for r in after if r["step"] == 10][0]["wall_time"] == redo[0]["wall_time"]
@@ -158,7 +159,7 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
   assert raw[0]["generator"] == "generator" and raw[0]["step"] == 20
   assert raw[0]["metrics"]["fid200/digits-test"] != pytest.approx(
       stored[1]["metrics"]["fid200/digits-test"], rel=1e-3)
-  assert len(evaluator.read_results(model_dir)) == 3
+  assert len(run_dir.read_results(model_dir)) == 3
   # The library entry point sees the same rows: step 20 of the EMA G is done already.
   settings = evaluator.EvalSettings(
       num_samples=200, batch_size=100, classifier_path=digits_classifier_path,
@@ -186,7 +187,7 @@ def test_watch_follows_training_until_done(tmp_path, shared, digits_classifier_p
                                   "--poll_s=0.2", "--watch_timeout_s=120"))
   writer.join()
   assert [r["step"] for r in rows] == [5, 15]
-  assert [r["step"] for r in evaluator.read_results(model_dir)] == [5, 15]
+  assert [r["step"] for r in run_dir.read_results(model_dir)] == [5, 15]
   # The real data set and split came from the run's config, read once it existed.
   assert all(r["real_dataset"] == "digits" and r["real_split"] == "test" for r in rows)
 
@@ -225,10 +226,10 @@ def test_no_checkpoint_and_wrong_shape_are_clear_errors(tmp_path, shared,
   # A checkpoint with a context module, a config without: more variables, not fewer.
   g = Generator(image_size=SIZE, num_classes=CLASSES, ch=CH, z_dim=Z_DIM, context="ham_nmf",
                 context_settings={"rank": 4})
-  run_dir.build_generator(g)
+  restore.build_generator(g)
   path = tf.train.Checkpoint(ema_generator=g).save(str(tmp_path / "ham" / "ckpt"))
   with pytest.raises(ValueError, match=r"with \d+ variables but .* context='none'.* has \d+"):
-    run_dir.restore_generator(_generator(), path)
+    restore.restore_generator(_generator(), path)
   with pytest.raises(ValueError, match="exclude each other"):
     eval_cli.evaluate(_flags(wide, shared, digits_classifier_path, "--all", "--watch"))
 

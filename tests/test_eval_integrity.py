@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hamgan import run_dir
 from hamgan.evaluation import evaluator
 from hamgan.evaluation import real_stats
-from hamgan.evaluation import results
+from hamgan import checkpoints
 from hamgan.evaluation import standing
 from test_eval_cli import _make_run
 from test_evaluation import CountingData, StandInClassifier, _real_images
@@ -45,7 +46,7 @@ def test_changed_data_dir_recomputes_the_real_cache(tmp_path, clf_path):
   assert data.reads == 4  # same key: from the cache
   rows = _evaluator(model_dir, clf_path, cache, data, data_dir="/data/b").evaluate_all()
   assert data.reads == 8 and rows[0]["real_data_dir"] == "/data/b"
-  assert len(evaluator.read_results(model_dir)) == 2  # another real side: another row
+  assert len(run_dir.read_results(model_dir)) == 2  # another real side: another row
 
 
 def test_kid_after_a_plain_evaluation_adds_a_row(tmp_path, clf_path):
@@ -61,16 +62,16 @@ def test_kid_after_a_plain_evaluation_adds_a_row(tmp_path, clf_path):
   # Other seeds and truncations change numbers: each is a row of its own.
   assert len(_evaluator(model_dir, clf_path, cache, seed=1).evaluate_all()) == 1
   assert len(_evaluator(model_dir, clf_path, cache, truncation=1.0).evaluate_all()) == 1
-  assert len(evaluator.read_results(model_dir)) == 4
+  assert len(run_dir.read_results(model_dir)) == 4
 
 
 def test_a_rewritten_checkpoint_is_evaluated_again(tmp_path, clf_path):
   model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
   _, ema, manager = _make_run(model_dir, steps=(10,))
   path = os.path.join(model_dir, "checkpoints", "ckpt-10")
-  before = results.checkpoint_fingerprint(path)
+  before = checkpoints.fingerprint(path)
   first = _evaluator(model_dir, clf_path, cache).evaluate_all()
-  assert results.checkpoint_fingerprint(path) == before  # evaluation never writes it
+  assert checkpoints.fingerprint(path) == before  # evaluation never writes it
   assert _evaluator(model_dir, clf_path, cache).evaluate_all() == []
   ema.linear.kernel.assign_add(0.5 * tf.ones_like(ema.linear.kernel))
   manager.save(checkpoint_number=10)  # the same path, other weights

@@ -185,8 +185,8 @@ def test_newest_good_checkpoint_skips_damaged_ones_and_deletes_nothing(tmp_path,
   with caplog.at_level(logging.WARNING):
     assert checkpoints.newest_good_checkpoint(directory) == (paths[3], 3)
   text = caplog.text
-  assert f"{paths[4]} is unusable" in text and "left on disk" in text
-  assert f"using checkpoint {paths[3]} (step 3) instead of the newer ckpt-4" in text
+  assert f"{paths[4]} is damaged" in text and "left on disk" in text
+  assert f"using checkpoint {paths[3]} instead of the newer, damaged ckpt-4" in text
 
   os.remove(paths[3] + ".index")  # a missing index
   os.remove(_data_file(paths[2]))  # a missing shard

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from hamgan import checkpoints
 from hamgan.cli import train as train_cli
-from hamgan.training import run_files
+from hamgan import run_dir
 from hamgan.training import trainer as trainer_lib
 import multiworker_harness as harness
 
@@ -87,8 +87,8 @@ def test_two_workers_write_once_and_match_one_process(tmp_path):
   assert _log_steps(two) == [5, 10, 15, 20]
   assert len(os.listdir(os.path.join(two, "summaries"))) == 1
   assert sorted(os.listdir(two)) == sorted([
-      "checkpoints", "summaries", "samples", "train_log.jsonl", run_files.DONE_FILE,
-      run_files.OPERATIVE_CONFIG, run_files.launch_config_name(0)])
+      "checkpoints", "summaries", "samples", "train_log.jsonl", run_dir.DONE_FILE,
+      run_dir.OPERATIVE_CONFIG, run_dir.launch_config_name(0)])
   assert sorted(os.listdir(os.path.join(two, "samples"))) == ["step_10.png", "step_20.png"]
   # Nothing of the non-chief: no files of its own in model_dir, its scratch copy removed.
   assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == [

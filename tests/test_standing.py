@@ -6,7 +6,7 @@ import tensorflow as tf
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features
 from hamgan.evaluation import metrics
-from hamgan.evaluation import run_dir
+from hamgan.evaluation import restore
 from hamgan.evaluation import standing
 from hamgan.layers.normalization import ConditionalBatchNorm
 from hamgan.models import Generator
@@ -18,7 +18,7 @@ Z_DIM, CLASSES = 8, 5
 def _generator(seed=0):
   tf.keras.utils.set_random_seed(seed)
   g = Generator(image_size=32, num_classes=CLASSES, ch=4, z_dim=Z_DIM, context="none")
-  run_dir.build_generator(g)
+  restore.build_generator(g)
   return g
 
 

@@ -10,7 +10,7 @@ from hamgan import checkpoints
 from hamgan import models
 from hamgan.training import fault_tolerance
 from hamgan.training import optimizers
-from hamgan.training import run_files
+from hamgan import run_dir
 from hamgan.training import trainer as trainer_lib
 import test_training  # the fixed random data stream of the trainer's tests
 
@@ -60,7 +60,7 @@ def test_rollback_in_the_last_loop_writes_no_done_and_reports_no_success(tmp_pat
   hooks = [fault_tolerance.DivergenceGuard(max_rollbacks=1), fault_tolerance.PoisonData(2)]
   with pytest.raises(fault_tolerance.DivergenceError, match="after 1 rollback"):
     trainer.train(hooks=hooks)
-  assert not (run / run_files.DONE_FILE).exists()
+  assert not (run / run_dir.DONE_FILE).exists()
   assert [s for s, _ in checkpoints.list_checkpoints(str(run))] == [2]
 
 
@@ -77,7 +77,7 @@ def test_a_learning_rate_changed_between_launches_is_applied_with_a_log_line(
                    "from step 2 on (a rate lowered by a divergence rollback is not kept "
                    "across launches: bind train.g_lr to keep it)."]
   again.train()  # the new rate is the one trained with and saved
-  reader = tf.train.load_checkpoint(checkpoints.find_checkpoint(str(run)))
+  reader = tf.train.load_checkpoint(checkpoints.list_checkpoints(str(run))[-1][1])
   saved = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
            if k.startswith("g_optimizer/") and "learning_rate" in k}
   assert list(saved.values()) and all(v == pytest.approx(3e-4) for v in saved.values())

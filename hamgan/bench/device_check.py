@@ -123,12 +123,12 @@ def _inception_classifier(size):
 def eval_section(mode):
   """Markdown: images/s of G + the Inception-sized classifier, evaluator path."""
   from hamgan.evaluation import features  # pylint: disable=import-outside-toplevel
-  from hamgan.evaluation import run_dir  # pylint: disable=import-outside-toplevel
+  from hamgan.evaluation import restore  # pylint: disable=import-outside-toplevel
   from hamgan.models import Generator  # pylint: disable=import-outside-toplevel
   e = MODES[mode]["eval"]
   generator = Generator(image_size=e["image_size"], num_classes=10, ch=e["ch"], z_dim=128,
                         context="ham_nmf")
-  run_dir.build_generator(generator)
+  restore.build_generator(generator)
   clf = _inception_classifier(e["classifier_size"])
 
   def once(n):

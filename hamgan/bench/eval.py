@@ -67,7 +67,7 @@ def measure(num_samples=1000, batch_size=100, image_size=32, ch=16, context="non
   """Returns a dict of timings (seconds) and images per second for both paths."""
   from hamgan.evaluation import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import features  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import restore  # pylint: disable=g-import-not-at-top
   from hamgan.models import Generator  # pylint: disable=g-import-not-at-top
 
   if num_samples % batch_size:
@@ -76,7 +76,7 @@ def measure(num_samples=1000, batch_size=100, image_size=32, ch=16, context="non
   strategy = tf.distribute.get_strategy()
   generator = Generator(image_size=image_size, num_classes=num_classes, ch=ch, z_dim=128,
                         context=context)
-  run_dir.build_generator(generator)
+  restore.build_generator(generator)
   tmp = None
   if classifier_path is None:
     tmp = tempfile.mkdtemp(prefix="hamgan_bench_clf_")

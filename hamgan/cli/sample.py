@@ -99,14 +99,16 @@ def write_samples(out, images, labels, z):
 def sample(fv):
   """Restores G as the flags say and writes the samples; returns the written paths."""
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan import run_dir  # pylint: disable=g-import-not-at-top
+  from hamgan.evaluation import restore  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import standing  # pylint: disable=g-import-not-at-top
   if fv.num_samples <= 0:
     raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
   standing.batches_for("ema_generator", fv.standing_batches)  # checked before any work
   path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
-  generator = run_dir.build_generator_from_config(fv.model_dir)
-  key = run_dir.restore_generator(generator, path, fv.use_ema)
+  config = run_dir.config_for_step(fv.model_dir, checkpoints.checkpoint_step(path))
+  generator = restore.build_generator_from_config(config)
+  key = restore.restore_generator(generator, path, fv.use_ema)
   batches = standing.batches_for(key, fv.standing_batches)
   if batches:
     standing.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,

@@ -40,7 +40,10 @@ flags.DEFINE_bool("print_config", False, "print the resolved configuration (ever
                   "and exit; touches no device and no model_dir.")
 flags.DEFINE_bool("dry_run", False, "check everything up to the first step (gin, data, "
                   "model_dir, strategy, models and optimizers built, checkpoint found) "
-                  "and exit 0 without training or writing checkpoints.")
+                  "and exit 0; writes nothing, model_dir included.")
+flags.DEFINE_bool("allow_config_change", False, "resume although the networks' settings "
+                  "(Generator, Discriminator, context modules) differ from the previous "
+                  "launch's; each step is still evaluated under its own launch's config.")
 
 GIN_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "gin_configs"
 
@@ -146,11 +149,13 @@ def resolved_config(gin_files, gin_params):
   return gin.operative_config_str()
 
 
-def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
+def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None, dry_run=False,
+                  allow_config_change=False):
   """Parses the config, resolves the strategy and builds the Trainer (no step yet)."""
   from hamgan.training import strategy as strategy_lib  # pylint: disable=import-outside-toplevel
   from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
+  from hamgan import checkpoints  # pylint: disable=import-outside-toplevel
   if not model_dir:
     raise SetupError("--model_dir is required: the run directory (local or gs://), "
                      "e.g. --model_dir=runs/my_run.")
@@ -160,8 +165,9 @@ def build_trainer(gin_files, gin_params, model_dir, tpu=None, strategy=None):
     fault_tolerance.FaultToleranceConfig()  # its bindings fail here, before any device work
     if strategy is None:
       strategy = strategy_lib.resolve_strategy(tpu, config.worker_timeout_secs)
-    return trainer_lib.Trainer(model_dir, config, strategy=strategy)
-  except (ValueError, TypeError) as e:
+    return trainer_lib.Trainer(model_dir, config, strategy=strategy, dry_run=dry_run,
+                               allow_config_change=allow_config_change)
+  except (ValueError, TypeError, checkpoints.StorageError) as e:
     raise SetupError(str(e)) from e
 
 
@@ -172,7 +178,9 @@ def main(argv):
     if FLAGS.print_config:
       print(resolved_config(FLAGS.gin_file, FLAGS.gin_param))
       return
-    trainer = build_trainer(FLAGS.gin_file, FLAGS.gin_param, FLAGS.model_dir, FLAGS.tpu)
+    trainer = build_trainer(FLAGS.gin_file, FLAGS.gin_param, FLAGS.model_dir, FLAGS.tpu,
+                            dry_run=FLAGS.dry_run,
+                            allow_config_change=FLAGS.allow_config_change)
   except SetupError as e:
     logging.error("hamgan-train cannot start: %s", e)
     print(f"hamgan-train: error: {e}", file=sys.stderr)
@@ -212,6 +220,7 @@ def _exit_lost_worker(when, error):
 def _train_with_fault_handling(trainer, model_dir):
   """Trains with the fault_tolerance hooks; exits 0 on SIGTERM, 130 on SIGINT, 1 on NaN."""
   from hamgan.training import cluster  # pylint: disable=import-outside-toplevel
+  from hamgan import checkpoints  # pylint: disable=import-outside-toplevel
   from hamgan.training import fault_tolerance  # pylint: disable=import-outside-toplevel
   hooks = fault_tolerance.make_hooks(fault_tolerance.FaultToleranceConfig())
   signals = [h for h in hooks if isinstance(h, fault_tolerance.SignalHook)]
@@ -219,7 +228,7 @@ def _train_with_fault_handling(trainer, model_dir):
   with signals[0] if signals else contextlib.nullcontext():
     try:
       trainer.train(hooks=hooks)
-    except fault_tolerance.DivergenceError as e:
+    except (fault_tolerance.DivergenceError, checkpoints.StorageError) as e:
       logging.error("hamgan-train stopped: %s", e)
       print(f"hamgan-train: error: {e}", file=sys.stderr)
       sys.exit(1)
@@ -241,7 +250,7 @@ def _train_with_fault_handling(trainer, model_dir):
 def run():
   from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
   run_with_help(main, __doc__, ("gin_file", "gin_param", "model_dir", "tpu", "print_config",
-                                "dry_run"))
+                                "dry_run", "allow_config_change"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """fid_vs_step.png: FID against step, one colour per run, one line style per protocol."""
 import io
 
-from hamgan.compare import files
+from hamgan import files
 
 
 def plot_fid(reports, columns, path, size=(8.0, 5.0), dpi=100):

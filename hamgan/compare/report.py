@@ -1,7 +1,7 @@
 """write_comparison: run directories in, comparison.md / .json and fid_vs_step.png out."""
 import json
 
-from hamgan.compare import files
+from hamgan import files
 from hamgan.compare import paper as paper_lib
 from hamgan.compare import plot
 from hamgan.compare import runs as runs_lib

@@ -16,8 +16,9 @@ import os
 import re
 import statistics
 
+from hamgan import files
 from hamgan import run_config
-from hamgan.compare import files
+from hamgan import run_dir
 from hamgan.compare import params
 
 # RunReport field -> the gin binding it shows (the trainer's scope is `train`).
@@ -28,14 +29,9 @@ BINDINGS = {
     "num_steps": "train.num_steps",
 }
 
-TRAIN_LOG = "train_log.jsonl"
-EVAL_RESULTS = os.path.join("eval", "results.jsonl")
-# hamgan.checkpoints.CHECKPOINT_DIR, not imported: that module loads TensorFlow, and a
-# run without checkpoints is read without it.
-CHECKPOINT_DIR = "checkpoints"
-# Any one of these makes a directory a run directory.
-RUN_MARKERS = (TRAIN_LOG, run_config.OPERATIVE_CONFIG, EVAL_RESULTS, CHECKPOINT_DIR,
-               "TRAINING_DONE")
+TRAIN_LOG = run_dir.TRAIN_LOG
+CHECKPOINT_DIR = run_dir.CHECKPOINT_DIR
+RUN_MARKERS = run_dir.RUN_MARKERS
 
 _log = logging.getLogger("hamgan.compare")
 
@@ -151,8 +147,9 @@ def read_run(path, name=None):
 
 
 def _read_settings(report, path):
-  gin_path = files.join(path, run_config.OPERATIVE_CONFIG)
-  if not files.exists(gin_path):
+  gin_path = run_dir.config_for_step(path)
+  if gin_path is None:
+    gin_path = files.join(path, run_config.OPERATIVE_CONFIG)
     _warn(report, f"{report.name}: {gin_path} is missing; context, batch and steps left blank.")
     return
   bindings = run_config.parse_bindings(files.read_text(gin_path))
@@ -207,12 +204,12 @@ def _read_params(report, path):
 
 
 def _read_results(report, path):
-  results_path = files.join(path, EVAL_RESULTS)
-  if not files.exists(results_path):
-    _warn(report, f"{report.name}: {results_path} is missing; FID and IS left blank "
-          "(run hamgan-eval on this model_dir).")
+  rows = run_dir.read_results(path)
+  if not rows:
+    _warn(report, f"{report.name}: no evaluation rows in {files.join(path, run_dir.EVAL_DIR)}"
+          "; FID and IS left blank (run hamgan-eval on this model_dir).")
     return
-  for row in files.read_jsonl(results_path):
+  for row in rows:
     step, metrics = row.get("step"), row.get("metrics") or {}
     if not isinstance(step, (int, float)):
       continue

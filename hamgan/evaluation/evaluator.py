@@ -1,14 +1,13 @@
 """Evaluates a generator, or the checkpoints of a run directory, into results rows.
 
 `evaluate_generator` is the core (a generator callable and cached real statistics in,
-metrics out, named by `scoring`). `Evaluator` adds the run directory
-(docs/architecture.md): it rebuilds G from `operative_config.gin`, restores
-`checkpoints/ckpt-N` (the EMA generator when the checkpoint has one, unless told
-otherwise), recomputes its batch-norm standing statistics (`standing`; default on for
-the EMA generator), appends one row per evaluation to `eval/results.jsonl` (`results`:
-a new row whenever any setting that changes a number differs, or the checkpoint's
-content does), writes `eval/samples_step_N.png`, and can watch a training run until
-`TRAINING_DONE`.
+metrics out, named by `scoring`). `Evaluator` adds the run directory (hamgan.run_dir):
+for each milestone or checkpoint it rebuilds G from the config of the launch that
+trained that step, restores it (the EMA generator when the checkpoint has one, unless
+told otherwise), recomputes its batch-norm standing statistics (`standing`; default on
+for the EMA generator), records one result row (a new row whenever any setting that
+changes a number differs, the config or the checkpoint's content included), writes
+`eval/samples_step_N.png`, and can watch a training run until `TRAINING_DONE`.
 
 Order of work, so that errors come before any costly step: the classifier is loaded
 (offline without a local module fails here, in seconds), then the run directory is
@@ -25,19 +24,16 @@ from absl import logging
 import tensorflow as tf
 
 from hamgan import checkpoints
+from hamgan import run_dir
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
-from hamgan.evaluation import results
-from hamgan.evaluation import run_dir
+from hamgan.evaluation import restore
 from hamgan.evaluation import scoring
 from hamgan.evaluation import standing
 
-RESULTS = results.RESULTS
-read_results = results.read_results  # the names this module always had
-write_result = results.write_result
 DEFAULT_STANDING_BATCHES = standing.DEFAULT_BATCHES
 
 
@@ -95,15 +91,15 @@ class Evaluator:
     model_dir: the training run directory.
     settings: an EvalSettings.
     strategy: the distribution strategy (default: the active one).
-    build_generator: callable (model_dir, strategy) -> built generator; the default
-      rebuilds hamgan.models.Generator from operative_config.gin.
+    build_generator: callable (config_path, strategy) -> built generator; the default
+      rebuilds hamgan.models.Generator from that gin config.
     make_real_dataset: zero-argument callable returning the batched real data set;
       the default reads settings.real_dataset/real_split with hamgan.data at G's size.
     write: progress sink (default absl logging).
 
-  Settings left None (real data set, split, data_dir) are read from the run's
-  operative_config.gin when first needed, i.e. once a checkpoint exists: a watcher
-  started beside the trainer may begin before the run directory is there.
+  Settings left None (real data set, split, data_dir) are read from the run's config
+  when first needed, i.e. once a checkpoint exists: a watcher started beside the
+  trainer may begin before the run directory is there.
   """
 
   def __init__(self, model_dir, settings, strategy=None, build_generator=None,
@@ -115,16 +111,27 @@ class Evaluator:
     # 1. The classifier first: offline without a module fails here, in seconds.
     with self.strategy.scope():  # its variables then live where the replicas run
       self.classifier = classifier_lib.load_classifier(settings.classifier_path)
-    self._build_generator = build_generator or run_dir.build_generator_from_config
+    self._build_generator = build_generator or restore.build_generator_from_config
     self._make_real_dataset = make_real_dataset
     self._generator = None
+    self._generator_config = None  # (path, sha256) of the config G was built from
     self._real = None
     self._real_key = None
 
+  def generator_for(self, step):
+    """G built from the config of the launch that trained `step` (rebuilt on a change)."""
+    config = run_dir.config_for_step(self.model_dir, step)
+    wanted = (config, run_dir.file_sha256(config))
+    if self._generator is None or wanted != self._generator_config:
+      self._generator = self._build_generator(config, self.strategy)
+      self._generator_config = wanted
+    return self._generator
+
   @property
   def generator(self):
+    """The G of the newest launch (what real statistics are sized for)."""
     if self._generator is None:
-      self._generator = self._build_generator(self.model_dir, self.strategy)
+      return self.generator_for(None)
     return self._generator
 
   def real_source(self):
@@ -182,7 +189,7 @@ class Evaluator:
     if not tf.io.gfile.isdir(self.model_dir):
       raise ValueError(f"model_dir={self.model_dir!r} is not a directory; pass the "
                        "directory that hamgan-train wrote (or --watch to wait for it).")
-    found = checkpoints.list_checkpoints(self.model_dir)
+    found = checkpoints.list_evaluable(self.model_dir)
     if not found:
       raise ValueError(
           f"no checkpoint in {os.path.join(self.model_dir, checkpoints.CHECKPOINT_DIR)}; "
@@ -192,13 +199,14 @@ class Evaluator:
     return found
 
   def done_keys(self):
-    return {results.row_key(r) for r in read_results(self.model_dir)}
+    return {run_dir.row_key(r) for r in run_dir.read_results(self.model_dir)}
 
   def key_fields(self, step, checkpoint_path, generator_key):
-    """The row fields that results.row_key reads: every setting that changes a number."""
+    """The row fields that run_dir.row_key reads: every setting that changes a number."""
     s, key = self.settings, self.real_key()
     return dict(
-        step=step, checkpoint_sha256=results.checkpoint_fingerprint(checkpoint_path),
+        step=step, checkpoint_sha256=checkpoints.fingerprint(checkpoint_path),
+        config_sha256=self._generator_config[1], batch_size=s.batch_size,
         generator=generator_key, standing_batches=standing.batches_for(generator_key, s.standing_batches),
         classifier=self.classifier.identity,
         metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid), seed=s.seed,
@@ -211,15 +219,15 @@ class Evaluator:
     """Evaluates one checkpoint; returns its results row, or None if already done."""
     s = self.settings
     start = time.time()
-    key = run_dir.restore_generator(self.generator, checkpoint_path, s.use_ema)
     step = checkpoints.checkpoint_step(checkpoint_path)
+    g = self.generator_for(step)
+    key = restore.restore_generator(g, checkpoint_path, s.use_ema)
     fields = self.key_fields(step, checkpoint_path, key)
-    if results.row_key(fields) in self.done_keys() and not s.force:
+    if run_dir.row_key(fields) in self.done_keys() and not s.force:
       logging.info("step %d (%s) already evaluated with these settings; skipping "
                    "(--force redoes it).", step, key)
       return None
     real = self.real()
-    g = self.generator
     if fields["standing_batches"]:  # in memory only: the checkpoint is not written
       standing.recompute(g, fields["standing_batches"], s.batch_size, seed=s.seed + 1,
                          truncation=s.truncation)
@@ -236,13 +244,13 @@ class Evaluator:
         fields, checkpoint=checkpoint_path, protocol=self.protocol(real.count),
         metrics=values, real_count=real.count, real_inception_score=real.inception_score,
         eval_seconds=elapsed, images_per_sec=s.num_samples / elapsed, wall_time=time.time(),
-        config_sha256=run_dir.config_sha256(self.model_dir), samples_png=png, **details)
-    write_result(self.model_dir, row, replace=s.force)
+        config=os.path.basename(self._generator_config[0]), samples_png=png, **details)
+    run_dir.write_result(self.model_dir, row, replace=s.force)
     logging.info("step %d: %s", step, json.dumps(values, sort_keys=True))
     return row
 
   def evaluate_all(self):
-    """Every checkpoint not yet evaluated; returns the new rows."""
+    """Every milestone and checkpoint not yet evaluated; returns the new rows."""
     rows = [self.evaluate(path) for _, path in self.checkpoints()]
     return [r for r in rows if r is not None]
 
@@ -255,9 +263,9 @@ class Evaluator:
     """
     seen, rows, start = set(), [], time.time()
     while True:
-      done = tf.io.gfile.exists(os.path.join(self.model_dir, run_dir.TRAINING_DONE))
+      done = run_dir.is_done(self.model_dir)
       try:
-        listed = checkpoints.list_checkpoints(self.model_dir)
+        listed = checkpoints.list_evaluable(self.model_dir)
       except tf.errors.NotFoundError:  # the trainer has not created model_dir yet
         listed = []
       pending = [(st, p) for st, p in listed if p not in seen]
@@ -282,7 +290,7 @@ class Evaluator:
         return rows
       if timeout_s is not None and time.time() - start > timeout_s:
         logging.warning("watch timed out after %.0f s without %s.", timeout_s,
-                        run_dir.TRAINING_DONE)
+                        run_dir.DONE_FILE)
         return rows
       if not pending:
         time.sleep(poll_s)

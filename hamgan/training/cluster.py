@@ -86,24 +86,29 @@ class Agreement:
   def __init__(self, strategy):
     self.strategy = strategy
     self.num_tasks = num_workers(strategy)
-    self._gather = None
+    self._gathers = {}
 
-  def _build(self):
+  def _build(self, timeout_s):
     strategy = self.strategy
+    options = None
+    if timeout_s is not None:  # this collective's own limit, not the strategy's
+      options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
 
     @tf.function
     def gather(values):
       def replica_fn(v):
         ctx = tf.distribute.get_replica_context()
-        return ctx.all_gather(v[None], axis=0)
+        return ctx.all_gather(v[None], axis=0, options=options)
       out = strategy.run(replica_fn, args=(values,))
       return strategy.experimental_local_results(out)[0]
     return gather
 
-  def agree(self, values):
+  def agree(self, values, timeout_s=None):
+    """Every task's `values`; `timeout_s` replaces the strategy's collective timeout
+    for this call (e.g. while the chief saves to a bucket)."""
     values = np.asarray(values, np.float64)
     if self.num_tasks == 1:
       return values[None]
-    if self._gather is None:
-      self._gather = self._build()
-    return self._gather(tf.constant(values, tf.float64)).numpy()
+    if timeout_s not in self._gathers:
+      self._gathers[timeout_s] = self._build(timeout_s)
+    return self._gathers[timeout_s](tf.constant(values, tf.float64)).numpy()

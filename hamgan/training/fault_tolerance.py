@@ -13,8 +13,8 @@ last checkpoint, and from ever producing a checkpoint that cannot be used:
   and the metric or variable named, and vetoes any save of non-finite values;
   optionally it rolls back to the newest good checkpoint and continues with
   smaller learning rates, a bounded number of times.
-* Restores go through `hamgan.checkpoints.newest_good_checkpoint`: the newest
-  checkpoint whose every tensor reads back (and is finite).
+* Restores go through `hamgan.training.resume.agreed_checkpoint`: the newest
+  checkpoint whose every tensor reads back (and is finite) on every task.
 * `PoisonData`: a fault-injection tool for tests (NaN images from a given step).
 
 On several hosts a signal reaches one worker, but every worker must stop and
@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from hamgan import checkpoints
 from hamgan.training import hooks as hooks_lib
+from hamgan.training import resume
 from hamgan.training.hooks import Action
 
 
@@ -249,7 +250,7 @@ class DivergenceGuard(hooks_lib.Hook):
             "learning rates times fault_tolerance.rollback_lr_factor.")
 
   def _roll_back(self, trainer, step, problem):
-    path, good_step = checkpoints.newest_good_checkpoint(trainer.checkpoint_dir)
+    path, good_step = resume.agreed_checkpoint(trainer.checkpoint_dir, trainer.agreement)
     if path is None:
       return False
     rates = {opt: float(opt.learning_rate.numpy()) * self.lr_factor

@@ -10,6 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from hamgan import files
+from hamgan import run_dir
 from hamgan import images as image_io
 
 MAX_GRID_ROWS = 10
@@ -69,10 +71,23 @@ def context_scalars(models):
 class RunWriter:
   """Writes TensorBoard summaries, PNG sample grids and train_log.jsonl under model_dir."""
 
-  def __init__(self, model_dir):
+  def __init__(self, model_dir, resume_step=None):
     self.model_dir = model_dir
-    self.log_path = os.path.join(model_dir, "train_log.jsonl")
+    self.log_path = os.path.join(model_dir, run_dir.TRAIN_LOG)
     self._writer = tf.summary.create_file_writer(os.path.join(model_dir, "summaries"))
+    if resume_step is not None:
+      self._forget_rows_after(resume_step)
+
+  def _forget_rows_after(self, step):
+    """Drops log rows past the restored step (a killed launch logged steps it never
+    saved; this launch logs them again), so every step is logged once."""
+    if not files.exists(self.log_path):
+      return
+    rows = files.read_jsonl(self.log_path)
+    kept = [r for r in rows if not isinstance(r.get("step"), (int, float)) or r["step"] <= step]
+    if len(kept) < len(rows):
+      files.write_atomic(self.log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
+                                                for r in kept))
 
   def scalars(self, step, values):
     with self._writer.as_default():

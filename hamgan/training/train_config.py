@@ -73,6 +73,9 @@ class TrainConfig:
     worker_timeout_secs: on several hosts, a collective that waits longer than this
       for another worker fails, and hamgan-train exits (status 3) saying to restart
       the job, instead of hanging behind a dead host.
+    save_timeout_secs: on several hosts, how long the other workers wait for the
+      chief's checkpoint save (to a bucket, it can take minutes) before giving up;
+      worker_timeout_secs does not count that wait.
   """
   batch_size: int = 256
   num_steps: int = 1_000_000
@@ -104,6 +107,7 @@ class TrainConfig:
   resume_input: str = "fresh"
   input_sharding: str = "by_host"
   worker_timeout_secs: float = 100.0
+  save_timeout_secs: float = 1800.0
 
   def __post_init__(self):
     check = validation.check_int
@@ -134,7 +138,9 @@ class TrainConfig:
     _positive_seconds("checkpoint_every_secs", self.checkpoint_every_secs,
                       "pass e.g. 600, or None to save by steps only.", allow_none=True)
     _positive_seconds("worker_timeout_secs", self.worker_timeout_secs,
-                      "pass e.g. 100 (longer than a checkpoint save takes).")
+                      "pass e.g. 100 (a collective between two loops).")
+    _positive_seconds("save_timeout_secs", self.save_timeout_secs,
+                      "pass e.g. 1800 (longer than the chief's checkpoint save takes).")
     for name, allowed in (("mixed_precision", POLICIES), ("resume_input", RESUME_INPUT),
                           ("input_sharding", INPUT_SHARDING)):
       if getattr(self, name) not in allowed:

@@ -16,9 +16,11 @@ import time
 from absl import logging
 import numpy as np
 
+import gin
+
+from hamgan import run_dir
 from hamgan.training import hooks as hooks_lib
 from hamgan.training import loop_control
-from hamgan.training import run_files
 
 # Columns of the vector the tasks agree on after every loop.
 _STOP, _CHECKPOINT_DUE, _SECONDS_PER_STEP = range(3)
@@ -32,20 +34,10 @@ def loop_size(step, target, timed_steps, config):
   return n
 
 
-def _agree_on_start(trainer, step):
-  starts = trainer.agreement.agree([float(step)])[:, 0]
-  if np.any(starts != step):
-    raise ValueError(
-        f"the workers restored different steps ({sorted(set(int(s) for s in starts))}); "
-        "they must all read the chief's model_dir: pass the same --model_dir (a bucket "
-        "or a shared file system) to every worker.")
-
-
 def _start_launch(trainer, step):
-  _agree_on_start(trainer, step)
-  if not trainer.is_chief:
-    return
-  run_files.write_operative_config(trainer.model_dir, step)
+  """The chief records this launch's config (every task restored `step`, agreed)."""
+  if trainer.is_chief:
+    run_dir.write_launch_config(trainer.model_dir, step, gin.operative_config_str())
 
 
 def run(trainer, num_steps=None, hooks=()):
@@ -94,9 +86,10 @@ def run(trainer, num_steps=None, hooks=()):
     if trainer.is_chief and (step % cfg.summary_every == 0 or last):
       _write_summaries(trainer, step, metrics, rates)
     due = bool(facts[:, _CHECKPOINT_DUE].max())
-    if step % cfg.checkpoint_every == 0 or last or due:
+    milestone = step % cfg.checkpoint_every == 0 or step >= cfg.num_steps
+    if milestone or last or due:
       if hooks_lib.may_save(hooks, trainer, step, metrics):
-        trainer.save(step)
+        trainer.save(step, milestone=milestone)
         timer.saved()
     if stop:
       trainer.stopped_by = "this worker" if asked else "another worker"
@@ -104,7 +97,7 @@ def run(trainer, num_steps=None, hooks=()):
       break
   trainer.last_step = step
   if step >= cfg.num_steps and trainer.is_chief:
-    run_files.write_done(trainer.model_dir, step)
+    run_dir.write_done(trainer.model_dir, step)
   return metrics
 
 

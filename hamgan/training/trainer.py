@@ -29,16 +29,22 @@ files; the other tasks take part in each save into a scratch folder they delete
 Extension points. `hooks.Hook` objects passed to `train` see every loop's metrics
 and may stop training or veto a checkpoint (for a signal handler or a NaN guard).
 """
+import os
+
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+import gin
+
 from hamgan import checkpoints
+from hamgan import run_dir
 from hamgan.layers import hamburger
+from hamgan.layers import registry as context_registry
 from hamgan.training import cluster
 from hamgan.training import ema
 from hamgan.training import losses
-from hamgan.training import run_files
+from hamgan.training import resume
 from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
 from hamgan.training import train_loop
@@ -46,9 +52,6 @@ from hamgan.training import trainer_input
 from hamgan.training.train_config import TrainConfig  # noqa: F401  (the gin scope `train`)
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
-DONE_FILE = run_files.DONE_FILE
-OPERATIVE_CONFIG = run_files.OPERATIVE_CONFIG
-check_model_dir = run_files.check_model_dir
 
 
 def _resolve_policy(setting, strategy):
@@ -76,10 +79,14 @@ class Trainer:
     dataset_fn: `fn(input_context, per_replica_batch) -> tf.data.Dataset` of
       per-replica (images, labels) batches; None reads `config.dataset` with
       hamgan.data.make_dataset.
+    dry_run: build and check everything, write nothing to model_dir.
+    allow_config_change: resume even if the networks' settings changed since the
+      previous launch (else a ValueError lists the changes).
   """
 
   def __init__(self, model_dir, config=None, strategy=None, generator_fn=None,
-               discriminator_fn=None, dataset_fn=None):
+               discriminator_fn=None, dataset_fn=None, dry_run=False,
+               allow_config_change=False):
     self.config = config if config is not None else TrainConfig()
     self.strategy = strategy or tf.distribute.get_strategy()
     self.model_dir = model_dir
@@ -104,7 +111,8 @@ class Trainer:
     tf.keras.utils.set_random_seed(cfg.seed)
     self.is_chief = cluster.is_chief(self.strategy)
     self.agreement = cluster.Agreement(self.strategy)
-    run_files.check_model_dir(model_dir, write=self.is_chief)
+    self.dry_run = dry_run
+    run_dir.check_model_dir(model_dir, write=self.is_chief and not dry_run)
     self.checkpoint_dir = checkpoints.checkpoint_dir(model_dir)
     self.policy = _resolve_policy(cfg.mixed_precision, self.strategy)
     tf.keras.mixed_precision.set_global_policy(self.policy)
@@ -122,9 +130,11 @@ class Trainer:
     self._check_models()
 
     # The input pipeline comes before the weights: a missing data set fails fast.
-    # The newest checkpoint that reads back whole (a damaged one is skipped, logged).
-    self._restore_path, self._start_step = checkpoints.newest_good_checkpoint(
-        self.checkpoint_dir)
+    # The newest checkpoint that every task reads back whole (damage is skipped, logged).
+    self._restore_path, self._start_step = resume.agreed_checkpoint(
+        self.checkpoint_dir, self.agreement)
+    if self._restore_path:
+      self.check_config_change(allow_config_change)
     self._dataset_fn = dataset_fn or trainer_input.tfds_dataset_fn(
         cfg, self.image_size, self.num_classes,
         seed=trainer_input.input_seed(cfg, self._start_step))
@@ -154,10 +164,15 @@ class Trainer:
     if not self.is_chief:
       raise RuntimeError("only the chief task writes the run's files")
     if self._writer is None:
-      self._writer = summaries.RunWriter(self.model_dir)
+      self._writer = summaries.RunWriter(self.model_dir, resume_step=self._start_step)
     return self._writer
 
   # ---------------------------------------------------------------- set-up
+
+  def check_config_change(self, allow):
+    """A resumed launch may not change the networks unless allowed (resume module)."""
+    resume.check_config_change(self.model_dir, gin.operative_config_str(),
+                               context_registry.CONTEXT_NAMES, allow)
 
   def _check_models(self):
     d_classes = getattr(self.discriminator, "num_classes", self.num_classes)
@@ -214,6 +229,10 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.checkpoint_dir, max_to_keep=cfg.max_checkpoints,
         step_counter=self.step)
+    # What scoring needs, kept for every milestone: both generators (with their
+    # batch-norm statistics and spectral-norm vectors) and the step.
+    self.milestone = tf.train.Checkpoint(
+        generator=self.generator, ema_generator=self.ema_generator, step=self.step)
 
   def _restore_or_initialise(self):
     latest = self._restore_path
@@ -225,10 +244,10 @@ class Trainer:
         e.assign(g.read_value())
     self._apply_configured_learning_rates()
     step = int(self.step.numpy())
-    # From an earlier, shorter run (or a checkpoint fallback): watchers must wait.
-    if self.is_chief and run_files.remove_stale_done(self.model_dir, step,
-                                                     self.config.num_steps):
-      logging.info("Removed %s: step %d < train.num_steps=%d.", DONE_FILE, step,
+    # From an earlier, shorter run: watchers must wait.
+    if self.is_chief and not self.dry_run and run_dir.remove_stale_done(
+        self.model_dir, step, self.config.num_steps):
+      logging.info("Removed %s: step %d < train.num_steps=%d.", run_dir.DONE_FILE, step,
                    self.config.num_steps)
 
   def _apply_configured_learning_rates(self):
@@ -354,24 +373,33 @@ class Trainer:
 
   # ---------------------------------------------------------------- the run
 
-  def save(self, step):
-    """Writes ckpt-`step`: into model_dir on the chief, into a removed scratch copy elsewhere.
+  def save(self, step, milestone=False):
+    """Writes checkpoints/ckpt-`step` (and milestones/ckpt-`step` if `milestone`): into
+    model_dir on the chief, into a removed scratch copy elsewhere.
 
     Every task must call it at the same step (the save may read values through
-    collectives); a non-chief task's copy is deleted right away.
+    collectives); a non-chief task's copy is deleted right away. The tasks then wait
+    for one another with train.save_timeout_secs, not the shorter collective timeout.
     """
+    path = None
     if self.is_chief:
+      if milestone:
+        self.milestone.write(os.path.join(checkpoints.milestone_dir(self.model_dir),
+                                          f"ckpt-{step}"))
       path = self.manager.save(checkpoint_number=step)
-      logging.info("Saved checkpoint %s.", path)
-      return path
-    scratch = cluster.scratch_checkpoint_dir(self.strategy)
-    try:
-      tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
-          checkpoint_number=step)
-    finally:
-      tf.io.gfile.rmtree(scratch)
-    logging.info("Took part in the save of step %d (the chief writes it).", step)
-    return None
+      logging.info("Saved checkpoint %s%s.", path, " and its milestone" if milestone else "")
+    else:
+      scratch = cluster.scratch_checkpoint_dir(self.strategy)
+      try:
+        if milestone:
+          self.milestone.write(os.path.join(scratch, "milestone"))
+        tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+            checkpoint_number=step)
+      finally:
+        tf.io.gfile.rmtree(scratch)
+      logging.info("Took part in the save of step %d (the chief writes it).", step)
+    self.agreement.agree([float(step)], timeout_s=self.config.save_timeout_secs)
+    return path
 
   def train(self, num_steps=None, hooks=()):
     """Trains until step `num_steps` (default config.num_steps); returns the last metrics.

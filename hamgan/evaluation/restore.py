@@ -1,47 +1,26 @@
-"""The training run directory as hamgan-train writes it (docs/architecture.md).
+"""A run's generator rebuilt from the config that trained a checkpoint, and its weights.
 
-model_dir/operative_config.gin (rebuilds G), TRAINING_DONE, and G's weights from a
-checkpoint (the checkpoints themselves are listed and checked by hamgan.checkpoints).
-Reading it needs no TF-GAN, so hamgan-sample uses this module alone.
+The config comes from hamgan.run_dir (the launch that trained the step); reading it
+needs no TF-GAN, so hamgan-sample uses this module alone.
 """
-import hashlib
-import os
 import re
 
 import tensorflow as tf
 
-from hamgan import run_config
+from hamgan import run_dir
 
-OPERATIVE_CONFIG = run_config.OPERATIVE_CONFIG
-TRAINING_DONE = "TRAINING_DONE"
 GENERATOR_KEYS = ("ema_generator", "generator")
+_HINT = "config of the launch that wrote this checkpoint (operative_config-<start step>.gin)."
 
 
-def config_sha256(model_dir):
-  """sha256 of model_dir/operative_config.gin, or None if there is none."""
-  path = os.path.join(model_dir, OPERATIVE_CONFIG)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+def build_generator_from_config(config_path, strategy=None):
+  """Rebuilds the Generator from a run's saved gin config (weights unset).
 
-
-def build_generator_from_config(model_dir, strategy=None):
-  """Rebuilds the run's Generator from model_dir/operative_config.gin (weights unset)."""
-  import gin  # pylint: disable=g-import-not-at-top
-  from hamgan import models  # pylint: disable=g-import-not-at-top  # registers configurables
-  try:
-    from hamgan import training  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    pass
-  path = os.path.join(model_dir, OPERATIVE_CONFIG)
-  if not tf.io.gfile.exists(path):
-    raise ValueError(
-        f"{path} does not exist; expected the gin config that hamgan-train saves next "
-        "to the checkpoints. Pass the model_dir of a training run.")
-  gin.clear_config()
-  with gin.unlock_config():
-    gin.parse_config_file(path, skip_unknown=True)
+  Raises:
+    ValueError: the config is missing or unreadable (names the file).
+  """
+  from hamgan import models  # pylint: disable=g-import-not-at-top
+  run_dir.load_config(config_path)
   with (strategy or tf.distribute.get_strategy()).scope():
     generator = models.Generator()
     build_generator(generator)
@@ -94,9 +73,9 @@ def restore_generator(generator, checkpoint_path, use_ema=None):
   if len(stored) != len(generator.variables):
     raise ValueError(
         f"checkpoint {checkpoint_path} holds a {key!r} with {len(stored)} variables but "
-        f"the model built from {OPERATIVE_CONFIG} ({describe_generator(generator)}) has "
+        f"the model built from the run's config ({describe_generator(generator)}) has "
         f"{len(generator.variables)}: another architecture. Evaluate with the "
-        "operative_config.gin of the run that wrote this checkpoint.")
+        f"{_HINT}")
   try:
     # G is built, so restore assigns at once and a shape mismatch raises right here.
     status = tf.train.Checkpoint(**{key: generator}).restore(checkpoint_path)
@@ -107,9 +86,8 @@ def restore_generator(generator, checkpoint_path, use_ema=None):
   except AssertionError as e:
     raise ValueError(
         f"checkpoint {checkpoint_path} holds a {key!r} of another architecture than "
-        f"{describe_generator(generator)} built from {OPERATIVE_CONFIG}: {str(e)[:300]}. "
-        "Evaluate with the operative_config.gin of the run that wrote the checkpoint."
-    ) from e
+        f"{describe_generator(generator)} built from the run's config: {str(e)[:300]}. "
+        f"Evaluate with the {_HINT}") from e
   return key
 
 
@@ -124,18 +102,5 @@ def _shape_error(checkpoint_path, key, generator, message):
     detail = message
   return ValueError(
       f"checkpoint {checkpoint_path} holds a {key!r} of another shape than the model "
-      f"built from {OPERATIVE_CONFIG} ({describe_generator(generator)}): {detail}. "
-      "Evaluate with the operative_config.gin of the run that wrote this checkpoint.")
-
-
-def config_value(model_dir, binding):
-  """The literal string or number bound to `binding` (e.g. 'train.dataset') in the
-  run's operative_config.gin, or None. Scoped and module-qualified names match too."""
-  path = os.path.join(model_dir, OPERATIVE_CONFIG)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    value = run_config.lookup(run_config.parse_bindings(f.read()), binding)
-  if isinstance(value, (run_config.Reference, bool)):
-    return None
-  return value if isinstance(value, (str, int)) else None
+      f"built from the run's config ({describe_generator(generator)}): {detail}. "
+      f"Evaluate with the {_HINT}")
