@@ -1,6 +1,12 @@
-"""The launchers: shellcheck, exact commands of dry runs, real runs against fakes."""
+"""The launchers: shellcheck, exact commands of dry runs, real runs against fakes.
+
+The TPU path cannot run on a real TPU here: gcloud, pip and TensorFlow on the VM are
+fakes that record what they are asked to do (see launch/README.md).
+"""
+import ctypes
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -10,7 +16,9 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TPU = os.path.join(REPO, "launch", "tpu_v3.sh")
+TPU = os.path.join(REPO, "launch", "tpu.sh")
+TPU_V3 = os.path.join(REPO, "launch", "tpu_v3.sh")
+VM_INSTALL = os.path.join(REPO, "launch", "tpu_vm_install.sh")
 GPU = os.path.join(REPO, "launch", "gpu.sh")
 MULTIHOST = os.path.join(REPO, "launch", "multihost.sh")
 BIN = os.path.dirname(sys.executable)
@@ -18,6 +26,13 @@ GCLOUD = ["gcloud", "compute", "tpus", "tpu-vm"]
 WHERE = ["--project=p1", "--zone=europe-west4-a"]
 BASE = ["--project=p1", "--zone=europe-west4-a", "--bucket=gs://bkt/",
         "--experiment=imagenet128_hamgan_baby"]
+RUN = "imagenet128_hamgan_baby"
+PR_SET_CHILD_SUBREAPER = 36   # prctl(2)
+PJRT_ENV = ["NEXT_PLUGGABLE_DEVICE_USE_C_API=true", "TF_PLUGGABLE_DEVICE_LIBRARY_PATH=/lib/libtpu.so"]
+INSTALL_RUNTIME = ("cd ~/hamgan && bash launch/tpu_vm_install.sh --tensorflow=runtime "
+                   "--constraints=constraints.txt --extras=tpu")
+INSTALL_WHEEL = ("cd ~/hamgan && bash launch/tpu_vm_install.sh --tensorflow=wheel "
+                 "--constraints=constraints-tpu-wheel.txt --extras=current")
 
 
 def _env(tmp_path, **extra):
@@ -43,24 +58,26 @@ def _remote(argv):
   return argv[-1][len("--command="):]
 
 
-def _tmux_inner(remote, session):
-  """The command line tmux runs detached, from the remote shell command."""
+def _ssh(cmds, worker):
+  """The remote commands of the dry run's `gcloud ... ssh` lines to --worker=WORKER."""
+  return [_remote(c) for c in cmds if c[:5] == GCLOUD + ["ssh"] and f"--worker={worker}" in c]
+
+
+def _started(remote):
+  """(environment, argv, log, pid file) of a `env ... nohup TOOL ARGS >>LOG ... >PID` line."""
   words = shlex.split(remote)
-  i = words.index("new-session")
-  assert words[i + 1:i + 4] == ["-d", "-s", session]
-  return words[i + 4]
-
-
-def _tool_argv(inner, tool):
-  """The argv of `tool` in a `cd ... && tool ARGS 2>&1 | tee -a LOG` line."""
-  words = shlex.split(inner)
-  start = words.index(tool)
-  return words[start:words.index("2>&1")], words[words.index("tee"):]
+  nohup = words.index("nohup")
+  env = len(words) - 1 - words[::-1].index("env", len(words) - nohup)
+  log = next(i for i, w in enumerate(words) if w.startswith(">>"))
+  assert words[log + 1:log + 5] == ["2>&1", "</dev/null", "&", "echo"], words
+  return words[env + 1:nohup], words[nohup + 1:log], words[log][2:], words[-1][1:]
 
 
 def test_shellcheck_passes():
   shellcheck = os.path.join(BIN, "shellcheck")
-  scripts = ["launch/tpu_v3.sh", "launch/gpu.sh", "launch/multihost.sh", "launch/common.sh"]
+  scripts = ["launch/tpu.sh", "launch/tpu_types.sh", "launch/tpu_v3.sh",
+             "launch/tpu_vm_install.sh", "launch/gpu.sh", "launch/multihost.sh",
+             "launch/common.sh"]
   res = subprocess.run([shellcheck, "-x", *scripts], cwd=REPO, capture_output=True, text=True)
   assert res.returncode == 0, res.stdout + res.stderr
   # The checker does find faults (the test could fail).
@@ -75,7 +92,7 @@ def test_tpu_train_dry_run_exact_commands(tmp_path):
   assert res.returncode == 0, res.stderr
   cmds = _commands(res.stdout)
   assert len(cmds) == 6, res.stdout
-  vm = "hamgan-v3"
+  vm = "hamgan-tpu"
   assert cmds[0] == GCLOUD + ["describe", vm] + WHERE + ["--format=value(state)"]
   assert cmds[1] == GCLOUD + ["create", vm] + WHERE + [
       "--accelerator-type=v3-8", "--version=tpu-vm-tf-2.15.1-pjrt", "--spot"]
@@ -84,38 +101,133 @@ def test_tpu_train_dry_run_exact_commands(tmp_path):
                      "HEAD"]
   assert cmds[3] == GCLOUD + ["scp", tarball, f"{vm}:hamgan-src.tar.gz"] + WHERE + ["--worker=all"]
   assert cmds[4][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=all"]
-  install = _remote(cmds[4])
-  assert "tar -xzf ~/hamgan-src.tar.gz -C ~/hamgan" in install
-  assert "python3 -m pip install --user -q -c constraints.txt -e ." in install
-
-  assert cmds[5][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=all"]
-  session = "hamgan-train-imagenet128_hamgan_baby"
-  inner = _tmux_inner(_remote(cmds[5]), session)
-  train, tee = _tool_argv(inner, "hamgan-train")
+  assert _remote(cmds[4]) == (
+      "set -e; rm -rf ~/hamgan && mkdir -p ~/hamgan && tar -xzf ~/hamgan-src.tar.gz -C ~/hamgan; "
+      + INSTALL_RUNTIME)
+  # One host: the training command goes to worker 0, its only host.
+  assert cmds[5][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=0"]
+  env, train, log, pid = _started(_remote(cmds[5]))
+  assert env == PJRT_ENV
   assert train == [
       "hamgan-train", "--gin_file=gin_configs/imagenet128_hamgan_baby.gin",
       "--model_dir=gs://bkt/runs/imagenet128_hamgan_baby", "--tpu=local",
       "--gin_param=train.data_dir = 'gs://bkt/tfds'",
       "--gin_param=train.num_steps = 10"]
-  assert tee == ["tee", "-a", "~/hamgan-logs/imagenet128_hamgan_baby.train.log"]
+  assert (log, pid) == (f"~/hamgan-logs/{RUN}.train.log", f"~/hamgan-logs/{RUN}.train.pid")
   # How to follow it goes to stderr, with the bucket's TensorBoard path.
   assert "tensorboard --logdir=gs://bkt/runs/imagenet128_hamgan_baby" in res.stderr
-  assert f"tmux attach -t {session}" in res.stderr
+  assert f"tail -f ~/hamgan-logs/{RUN}.train.log" in res.stderr
 
 
 def test_tpu_settings_from_environment_match_flags(tmp_path):
   by_flags = _run(TPU, "train", *BASE, "--preemptible", "--tpu_name=vm2", "--run_name=r7",
-                  "--dry_run", tmp_path=tmp_path)
+                  "--accelerator=v4-32", "--dry_run", tmp_path=tmp_path)
   by_env = _run(TPU, "train", tmp_path=tmp_path, HAMGAN_PROJECT="p1",
                 HAMGAN_ZONE="europe-west4-a", HAMGAN_BUCKET="bkt",
                 HAMGAN_EXPERIMENT="imagenet128_hamgan_baby", HAMGAN_PREEMPTIBLE="1",
-                HAMGAN_TPU_NAME="vm2", HAMGAN_RUN_NAME="r7", HAMGAN_DRY_RUN="1")
+                HAMGAN_TPU_NAME="vm2", HAMGAN_RUN_NAME="r7", HAMGAN_ACCELERATOR="v4-32",
+                HAMGAN_DRY_RUN="1")
   assert by_flags.returncode == 0 and by_env.returncode == 0, by_env.stderr
   assert _commands(by_flags.stdout) == _commands(by_env.stdout)
   cmds = _commands(by_env.stdout)
   assert cmds[1][-1] == "--preemptible" and cmds[1][5] == "vm2"
-  train, _ = _tool_argv(_tmux_inner(_remote(cmds[-1]), "hamgan-train-r7"), "hamgan-train")
-  assert "--model_dir=gs://bkt/runs/r7" in train
+  _, train, _, _ = _started(_ssh(cmds, 0)[0])
+  assert "--model_dir=gs://bkt/runs/r7" in train and "--tpu=vm2" in train
+
+
+def test_tpu_pod_slice_has_one_client_on_worker_0(tmp_path):
+  """A v3-32 slice: code on every host, one TensorFlow client (hamgan-train) on worker 0."""
+  res = _run(TPU, "train", *BASE, "--accelerator=v3-32", "--tpu_name=hg-pod", "--dry_run",
+             tmp_path=tmp_path)
+  assert res.returncode == 0, res.stderr
+  cmds = _commands(res.stdout)
+  assert cmds[1] == GCLOUD + ["create", "hg-pod"] + WHERE + [
+      "--accelerator-type=v3-32", "--version=tpu-vm-tf-2.15.1-pod-pjrt"]
+  # The copy and the install go to every host.
+  assert cmds[3][:5] == GCLOUD + ["scp"] and cmds[3][-1] == "--worker=all"
+  assert [r.endswith(INSTALL_RUNTIME) for r in _ssh(cmds, "all")] == [True]
+  # The client runs once, on worker 0, addressing the slice by name without loading
+  # the TPU library itself.
+  (client,) = _ssh(cmds, 0)
+  assert "hamgan-train" not in " ".join(_ssh(cmds, "all"))
+  env, train, _, _ = _started(client)
+  assert env == ["TPU_LOAD_LIBRARY=0"]
+  assert train[:4] == ["hamgan-train", "--gin_file=gin_configs/imagenet128_hamgan_baby.gin",
+                       "--model_dir=gs://bkt/runs/imagenet128_hamgan_baby", "--tpu=hg-pod"]
+  # The watcher runs beside it on worker 0's host CPU (it must not take the TPU either).
+  res = _run(TPU, "eval", *BASE, "--accelerator=v3-32", "--tpu_name=hg-pod", "--dry_run",
+             tmp_path=tmp_path)
+  (watcher,) = _ssh(_commands(res.stdout), 0)
+  env, evaluate, _, _ = _started(watcher)
+  assert env == ["TPU_LOAD_LIBRARY=0"] and "--tpu" not in " ".join(evaluate)
+  # stop signals the client (and the watcher) on worker 0, nothing else.
+  res = _run(TPU, "stop", *BASE, "--accelerator=v3-32", "--tpu_name=hg-pod", "--dry_run",
+             tmp_path=tmp_path)
+  cmds = _commands(res.stdout)
+  assert len(cmds) == 1 and cmds[0][:-1] == GCLOUD + ["ssh", "hg-pod"] + WHERE + ["--worker=0"]
+  assert f"kill -TERM $(cat ~/hamgan-logs/{RUN}.train.pid)" in _remote(cmds[0])
+
+
+@pytest.mark.parametrize("accelerator, runtime, env, tpu, install", [
+    ("v3-8", "tpu-vm-tf-2.15.1-pjrt", PJRT_ENV, "local", INSTALL_RUNTIME),
+    ("v5litepod-8", "tpu-vm-tf-2.15.1-pjrt", PJRT_ENV, "local", INSTALL_RUNTIME),
+    ("v5litepod-16", "tpu-vm-tf-2.15.1-pod-pjrt", ["TPU_LOAD_LIBRARY=0"], "vm", INSTALL_RUNTIME),
+    ("v4-8", "tpu-vm-tf-2.15.1-pjrt", PJRT_ENV, "local", INSTALL_RUNTIME),
+    ("v4-32", "tpu-vm-tf-2.15.1-pod-pjrt", ["TPU_LOAD_LIBRARY=0"], "vm", INSTALL_RUNTIME),
+    ("v5p-8", "tpu-vm-tf-2.15.1-pjrt", PJRT_ENV, "local", INSTALL_RUNTIME),
+    ("v5p-16", "tpu-vm-tf-2.15.1-pod-pjrt", ["TPU_LOAD_LIBRARY=0"], "vm", INSTALL_RUNTIME),
+    ("v6e-8", "v2-alpha-tpuv6e", [
+        "NEXT_PLUGGABLE_DEVICE_USE_C_API=true",
+        "TF_PLUGGABLE_DEVICE_LIBRARY_PATH=$(python3 -c 'import libtpu, os; "
+        "print(os.path.dirname(libtpu.__file__))')/libtpu.so"], "local", INSTALL_WHEEL),
+])
+def test_tpu_types_name_their_runtimes(tmp_path, accelerator, runtime, env, tpu, install):
+  res = _run(TPU, "train", *BASE, f"--accelerator={accelerator}", "--tpu_name=vm", "--dry_run",
+             tmp_path=tmp_path)
+  assert res.returncode == 0, res.stderr
+  cmds = _commands(res.stdout)
+  assert cmds[1] == GCLOUD + ["create", "vm"] + WHERE + [
+      f"--accelerator-type={accelerator}", f"--version={runtime}"]
+  assert _ssh(cmds, "all")[0].endswith(install)
+  got_env, train, _, _ = _started(_ssh(cmds, 0)[0])
+  assert got_env == env and f"--tpu={tpu}" in train
+
+
+@pytest.mark.parametrize("accelerator, fragment", [
+    ("v7-8", "is not a TPU type this launcher knows"),
+    ("v3-16", "is not a TPU type this launcher knows"),
+    ("v4-12", "is not a TPU type this launcher knows"),
+    ("v3", "is not a TPU type this launcher knows"),
+    ("v5e-8", "v5e types are named v5litepod-N, e.g. --accelerator=v5litepod-8"),
+    ("v6e-16", "Use --accelerator=v6e-8 (one host)"),
+])
+def test_tpu_unknown_type_is_refused_with_the_list(tmp_path, accelerator, fragment):
+  res = _run(TPU, "create", *BASE, f"--accelerator={accelerator}", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 2 and res.stdout == ""
+  assert fragment in res.stderr and f"--accelerator={accelerator}" in res.stderr
+  if "knows" in fragment:
+    for known in ("v3-8, v3-32", "v4-N and v5p-N", "v5litepod-8", "v6e-8"):
+      assert known in res.stderr
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--runtime_version=tpu-vm-tf-2.16.1-pjrt"],
+     ["carries TensorFlow 2.16.1", "tpu stack is TensorFlow 2.15.1",
+      "--runtime_version=tpu-vm-tf-2.15.1-pjrt"]),
+    (["--accelerator=v3-32", "--runtime_version=tpu-vm-tf-2.15.1-pjrt"],
+     ["not a -pod runtime", "--runtime_version=tpu-vm-tf-2.15.1-pod-pjrt"]),
+    (["--accelerator=v4-8", "--runtime_version=tpu-vm-tf-2.15.1-pod-pjrt"],
+     ["is a -pod runtime", "--runtime_version=tpu-vm-tf-2.15.1-pjrt"]),
+    (["--accelerator=v5p-16", "--runtime_version=v2-alpha-tpuv5"],
+     ["base image without TensorFlow", "--runtime_version=tpu-vm-tf-2.15.1-pod-pjrt"]),
+    (["--accelerator=v4-32", "--eval_tpu_name=ev", "--eval_accelerator=v4-16"],
+     ["--eval_accelerator=v4-16 is a slice", "--eval_accelerator=v4-8"]),
+])
+def test_tpu_runtime_that_cannot_serve_is_refused(tmp_path, args, fragments):
+  res = _run(TPU, "train", *BASE, *args, "--dry_run", tmp_path=tmp_path)
+  assert res.returncode == 2 and res.stdout == "", res.stdout
+  for fragment in fragments:
+    assert fragment in res.stderr
 
 
 def test_tpu_eval_and_delete_dry_run(tmp_path):
@@ -123,23 +235,25 @@ def test_tpu_eval_and_delete_dry_run(tmp_path):
              "--dry_run", tmp_path=tmp_path)
   assert res.returncode == 0, res.stderr
   cmds = _commands(res.stdout)
-  assert len(cmds) == 1 and cmds[0][:-1] == GCLOUD + ["ssh", "hamgan-v3"] + WHERE + [
-      "--worker=all"]
-  evaluate, tee = _tool_argv(_tmux_inner(_remote(cmds[0]), "hamgan-eval-r1"), "hamgan-eval")
+  assert len(cmds) == 1 and cmds[0][:-1] == GCLOUD + ["ssh", "hamgan-tpu"] + WHERE + [
+      "--worker=0"]
+  env, evaluate, log, _ = _started(_remote(cmds[0]))
+  assert env == ["TPU_LOAD_LIBRARY=0"]   # the training VM's host CPU
   assert evaluate == ["hamgan-eval", "--model_dir=gs://bkt/runs/r1", "--watch",
                       "--data_dir=gs://bkt/tfds", "--num_samples=10000", "--force"]
-  assert tee == ["tee", "-a", "~/hamgan-logs/r1.eval.log"]
+  assert log == "~/hamgan-logs/r1.eval.log"
 
-  # A separate evaluation VM is created (or reused) and installed first.
-  res = _run(TPU, "eval", *BASE, "--eval_tpu_name=ev", "--dry_run", tmp_path=tmp_path)
+  # A separate evaluation VM (one host, also for a slice) is created and installed first.
+  res = _run(TPU, "eval", *BASE, "--accelerator=v4-32", "--eval_tpu_name=ev", "--dry_run",
+             tmp_path=tmp_path)
   cmds = _commands(res.stdout)
   assert [c[4] if c[0] == "gcloud" else c[0] for c in cmds] == [
       "describe", "create", "git", "scp", "ssh", "ssh"]
-  assert cmds[0][:6] == GCLOUD + ["describe", "ev"] and cmds[1][:6] == GCLOUD + ["create", "ev"]
+  assert cmds[1] == GCLOUD + ["create", "ev"] + WHERE + [
+      "--accelerator-type=v4-8", "--version=tpu-vm-tf-2.15.1-pjrt"]
   assert cmds[-1][:6] == GCLOUD + ["ssh", "ev"]
-  evaluate, _ = _tool_argv(_tmux_inner(_remote(cmds[-1]), "hamgan-eval-imagenet128_hamgan_baby"),
-                           "hamgan-eval")
-  assert evaluate[-1] == "--tpu=local"
+  env, evaluate, _, _ = _started(_remote(cmds[-1]))
+  assert env == PJRT_ENV and evaluate[-1] == "--tpu=local"
 
   res = _run(TPU, "delete", "--project=p1", "--zone=europe-west4-a", "--tpu_name=vm9",
              "--dry_run", tmp_path=tmp_path)
@@ -153,8 +267,20 @@ def test_tpu_git_source(tmp_path):
   assert res.returncode == 0, res.stderr
   cmds = _commands(res.stdout)
   assert [c[4] for c in cmds] == ["describe", "create", "ssh"]
-  assert ("git clone --depth=1 --branch=v1 https://example.org/hamgan.git ~/hamgan"
-          in _remote(cmds[2]))
+  assert _remote(cmds[2]) == ("set -e; rm -rf ~/hamgan && git clone --depth=1 --branch=v1 "
+                              "https://example.org/hamgan.git ~/hamgan; " + INSTALL_RUNTIME)
+
+
+def test_tpu_v3_script_still_runs_the_old_commands(tmp_path):
+  """launch/tpu_v3.sh is tpu.sh with the VM name it always had."""
+  old = _run(TPU_V3, "train", *BASE, "--spot", "--dry_run", tmp_path=tmp_path)
+  new = _run(TPU, "train", *BASE, "--spot", "--tpu_name=hamgan-v3", "--dry_run",
+             tmp_path=tmp_path)
+  assert old.returncode == 0, old.stderr
+  assert old.stdout == new.stdout and "create hamgan-v3" in old.stdout
+  assert "launch/tpu_v3.sh is launch/tpu.sh" in old.stderr
+  res = _run(TPU_V3, "--help", tmp_path=tmp_path)
+  assert res.returncode == 0 and "--accelerator=TYPE" in res.stdout
 
 
 @pytest.mark.parametrize("missing", ["project", "zone", "bucket"])
@@ -178,30 +304,38 @@ def test_tpu_bad_arguments(tmp_path):
   assert res.returncode != 0 and "gin_configs/no_such_exp.gin" in res.stderr
   res = _run(TPU, "train", *BASE, "--tpu_name=hg_sagan", tmp_path=tmp_path)
   assert res.returncode != 0 and "TPU VM name 'hg_sagan' is not valid" in res.stderr
+  res = _run(TPU, "train", *BASE, "--run_name=my run", "--dry_run", tmp_path=tmp_path)
+  assert res.returncode != 0 and "run name 'my run' is not valid" in res.stderr
   res = _run(TPU, "create", *BASE, "--source=git", tmp_path=tmp_path)
   assert res.returncode != 0 and "missing required setting 'repo'" in res.stderr
   res = _run(TPU, "--help", tmp_path=tmp_path)
   assert res.returncode == 0
   for flag in ("--project", "--zone", "--bucket", "--experiment", "--spot", "--dry_run",
-               "HAMGAN_PROJECT", "HAMGAN_BUCKET"):
+               "--accelerator", "stop", "HAMGAN_PROJECT", "HAMGAN_BUCKET"):
     assert flag in res.stdout
 
 
-def _fake_gcloud(tmp_path, state):
-  """A gcloud that logs its argv; `describe` answers `state` or fails if None."""
+def _fake_gcloud(tmp_path, state, vm_home=None):
+  """A gcloud that logs its argv; `describe` answers `state` or fails if None. With
+  vm_home, `ssh ... --command=CMD` runs CMD here with HOME=vm_home, as a VM would."""
   fake = tmp_path / "fakebin"
   fake.mkdir(exist_ok=True)
   script = fake / "gcloud"
   script.write_text(
       f"#!{sys.executable}\n"
-      "import json, os, sys\n"
+      "import json, os, subprocess, sys\n"
       "with open(os.environ['FAKE_LOG'], 'a') as f:\n"
       "  f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
       "if 'describe' in sys.argv:\n"
       f"  state = {state!r}\n"
       "  if state is None:\n"
       "    sys.exit('ERROR: (gcloud) NOT_FOUND')\n"
-      "  print(state)\n")
+      "  print(state)\n"
+      f"home = {str(vm_home) if vm_home else None!r}\n"
+      "if home and 'ssh' in sys.argv:\n"
+      "  command = sys.argv[-1][len('--command='):]\n"
+      "  env = dict(os.environ, HOME=home, PATH='/usr/bin:/bin')\n"
+      "  sys.exit(subprocess.run(['bash', '-c', command], env=env, cwd=home).returncode)\n")
   script.chmod(0o755)
   return str(fake)
 
@@ -228,7 +362,254 @@ def test_tpu_real_run_against_fake_gcloud(tmp_path, state, expected):
   with tarfile.open(tmp_path / "hamgan-src.tar.gz") as tar:
     names = tar.getnames()
   assert "setup.py" in names and "constraints.txt" in names
+  assert "launch/tpu_vm_install.sh" in names and "constraints-tpu-wheel.txt" in names
   assert "hamgan/compare/paper_figures.json" in names
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  # A zombie (exited, not yet reaped) counts as gone.
+  with open(f"/proc/{pid}/stat") as f:
+    return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_tpu_pod_client_gets_sigterm_from_stop(tmp_path):
+  """train/eval/status/stop on a v3-32 slice, the ssh commands run by a real shell on a
+  fake worker 0: the client starts with TPU_LOAD_LIBRARY=0 and --tpu=NAME, a second
+  train is refused, and stop's SIGTERM reaches the client itself (not a pipe or a
+  shell in front of it), which is what a shutting-down host sends too."""
+  home = tmp_path / "worker0"
+  tools = home / ".local" / "bin"
+  tools.mkdir(parents=True)
+  (home / "hamgan").mkdir()
+  for name in ("hamgan-train", "hamgan-eval"):
+    (tools / name).write_text(
+        "#!/bin/bash\n"
+        f"out=$HOME/{name}\n"
+        "printf '%s\\n' \"TPU_LOAD_LIBRARY=${TPU_LOAD_LIBRARY-unset}\" \"$@\" > \"$out.args\"\n"
+        "trap 'echo TERM > \"$out.term\"; exit 0' TERM\n"
+        "while true; do sleep 0.1; done\n")
+    (tools / name).chmod(0o755)
+  fake = _fake_gcloud(tmp_path, "READY", vm_home=home)
+  env = dict(FAKE_LOG=str(tmp_path / "gcloud.log"), PATH=fake + os.pathsep + os.environ["PATH"])
+  args = [*BASE, "--accelerator=v3-32", "--tpu_name=hg-pod", "--skip_install"]
+  pids = []
+  # The started processes outlive the shell that started them; as on a VM, where init
+  # reaps them when they exit, this process adopts (and reaps) them.
+  libc = ctypes.CDLL(None, use_errno=True)
+  assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+  try:
+    res = _run(TPU, "train", *args, tmp_path=tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    res = _run(TPU, "eval", *args, tmp_path=tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    logs = home / "hamgan-logs"
+    pids = [int((logs / f"{RUN}.{n}.pid").read_text()) for n in ("train", "eval")]
+    deadline = time.time() + 30
+    while time.time() < deadline and not all((home / f"{n}.args").exists()
+                                              for n in ("hamgan-train", "hamgan-eval")):
+      time.sleep(0.1)
+    train = (home / "hamgan-train.args").read_text().splitlines()
+    assert train[0] == "TPU_LOAD_LIBRARY=0" and "--tpu=hg-pod" in train
+    assert (home / "hamgan-eval.args").read_text().splitlines()[0] == "TPU_LOAD_LIBRARY=0"
+    again = _run(TPU, "train", *args, tmp_path=tmp_path, **env)
+    assert again.returncode != 0 and "already runs on hg-pod" in again.stderr
+    status = _run(TPU, "status", *args, tmp_path=tmp_path, **env)
+    assert f"{RUN}.train: running (process {pids[0]})" in status.stdout
+
+    res = _run(TPU, "stop", *args, tmp_path=tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    assert f"SIGTERM sent to hamgan-train of run {RUN} on hg-pod" in res.stdout
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in pids):
+      time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    assert (home / "hamgan-train.term").exists() and (home / "hamgan-eval.term").exists()
+    for p in pids:
+      os.waitpid(p, 0)
+    status = _run(TPU, "status", *args, tmp_path=tmp_path, **env)
+    assert f"{RUN}.train: not running" in status.stdout
+  finally:
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    for p in pids:   # only the processes this test started
+      if _alive(p):
+        os.kill(p, 9)
+
+
+def _fake_vm(tmp_path, tf_version=None, clobber=False):
+  """A TPU VM host's Python: the test's interpreter, with a fake `tensorflow` module (or
+  none) and a fake pip (`python3 -m pip`) that records its argv and installs nothing,
+  except that `tensorflow-tpu==V` makes the fake TensorFlow V and clobber=True makes
+  every install replace it (as pip replacing the TPU build would)."""
+  site = tmp_path / "site"
+  (site / "pip").mkdir(parents=True)
+  tf = site / "tensorflow" / "__init__.py"
+  tf.parent.mkdir()
+  if tf_version:
+    tf.write_text(f"__version__ = {tf_version!r}\n")
+  else:   # hides the test environment's own TensorFlow
+    tf.write_text("raise ModuleNotFoundError(\"No module named 'tensorflow'\")\n")
+  (site / "pip" / "__init__.py").write_text("")
+  (site / "pip" / "__main__.py").write_text(
+      "import json, os, sys\n"
+      "args = sys.argv[1:]\n"
+      "with open(os.environ['FAKE_PIP_LOG'], 'a') as f:\n"
+      "  f.write(json.dumps(args) + '\\n')\n"
+      f"tf = {str(tf)!r}\n"
+      "if args[:1] == ['list']:\n"
+      "  print('absl-py==2.0.0')\n"
+      "  print('tensorflow-gan==2.1.0' if os.path.exists(tf + '.gan') else 'six==1.16.0')\n"
+      "elif args[:1] == ['install']:\n"
+      "  if 'tensorflow-gan' in args:\n"
+      "    open(tf + '.gan', 'w').close()\n"
+      "  for a in args:\n"
+      "    if a.startswith('tensorflow-tpu=='):\n"
+      "      os.makedirs(os.path.dirname(tf), exist_ok=True)\n"
+      "      open(tf, 'w').write('__version__ = %r\\n' % a.split('==')[1])\n"
+      f"  if {clobber!r}:\n"
+      "    open(tf, 'w').write(\"__version__ = '2.21.0'\\n\")\n")
+  bindir = tmp_path / "vmbin"
+  bindir.mkdir()
+  (bindir / "python3").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+  (bindir / "python3").chmod(0o755)
+  env = dict(PYTHONPATH=str(site), FAKE_PIP_LOG=str(tmp_path / "pip.log"),
+             PATH=str(bindir) + os.pathsep + os.environ["PATH"])
+  return env, tf
+
+
+def _pip_calls(tmp_path):
+  log = tmp_path / "pip.log"
+  return [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+
+
+# A requirement that would install or replace TensorFlow: any TensorFlow distribution.
+TF_REQUIREMENT = re.compile(r"^(tensorflow|tensorflow-tpu|tensorflow-cpu|tf-nightly\S*)"
+                            r"(\s*[=<>!~\[;].*)?$", re.IGNORECASE)
+
+
+def _no_tensorflow_touched(installs):
+  for call in installs:
+    assert "--user" in call
+    assert not {"-U", "--upgrade", "--force-reinstall", "--ignore-installed"} & set(call), call
+    assert not [a for a in call if TF_REQUIREMENT.match(a)], call
+
+
+def test_vm_install_stops_on_the_wrong_tensorflow(tmp_path):
+  env, _ = _fake_vm(tmp_path, tf_version="2.16.1")
+  res = _run(VM_INSTALL, tmp_path=tmp_path, **env)
+  assert res.returncode == 2, res.stdout + res.stderr
+  for fragment in ("this host's TensorFlow is 2.16.1", "expects 2.15.1",
+                   "tensorflow==2.15.1 in constraints.txt", "Nothing was installed",
+                   "--runtime_version=tpu-vm-tf-2.15.1-pjrt"):
+    assert fragment in res.stderr
+  assert [c for c in _pip_calls(tmp_path) if c[0] == "install"] == []
+  # No TensorFlow at all on a runtime VM: the same stop, saying it does not import.
+  env, _ = _fake_vm(tmp_path / "none")
+  res = _run(VM_INSTALL, tmp_path=tmp_path, **env)
+  assert res.returncode == 2 and "TensorFlow does not import" in res.stderr
+  assert "ModuleNotFoundError" in res.stderr
+
+
+def test_vm_install_leaves_the_runtime_tensorflow_untouched(tmp_path):
+  env, tf = _fake_vm(tmp_path, tf_version="2.15.1")
+  before = (tf.read_text(), tf.stat().st_mtime_ns)
+  res = _run(VM_INSTALL, "--tensorflow=runtime", "--constraints=constraints.txt",
+             "--extras=tpu", tmp_path=tmp_path, **env)
+  assert res.returncode == 0, res.stdout + res.stderr
+  assert (tf.read_text(), tf.stat().st_mtime_ns) == before
+  installs = [c for c in _pip_calls(tmp_path) if c[0] == "install"]
+  _no_tensorflow_touched(installs)
+  assert installs[0] == ["install", "--user", "-q", "--no-deps", "-c", "constraints.txt",
+                         "tf-keras", "tensorflow-hub"]
+  assert installs[1][:5] == ["install", "--user", "-q", "-c", "constraints.txt"]
+  assert "tensorflow-gan" in installs[1] and "scipy" in installs[1]   # the tpu extra, hamgan's
+  assert installs[2] == ["install", "--user", "-q", "--no-deps", "-e", "."]
+  assert len(installs) == 3
+  assert "TensorFlow 2.15.1 at" in res.stdout and ": unchanged." in res.stdout
+  assert "hamgan 0.1.0 installed (editable)" in res.stdout
+  assert "pip installed or changed:\n  tensorflow-gan==2.1.0" in res.stdout
+
+
+def test_vm_install_detects_tensorflow_replaced_during_install(tmp_path):
+  env, _ = _fake_vm(tmp_path, tf_version="2.15.1", clobber=True)
+  res = _run(VM_INSTALL, tmp_path=tmp_path, **env)
+  assert res.returncode == 2
+  assert "TensorFlow changed during the install: it was 2.15.1" in res.stderr
+  assert "is now 2.21.0" in res.stderr
+
+
+def test_vm_install_wheel_route_installs_tensorflow_tpu_first(tmp_path):
+  env, tf = _fake_vm(tmp_path)   # a base image: no TensorFlow
+  res = _run(VM_INSTALL, "--tensorflow=wheel", tmp_path=tmp_path, **env)
+  assert res.returncode == 0, res.stdout + res.stderr
+  installs = [c for c in _pip_calls(tmp_path) if c[0] == "install"]
+  assert installs[0] == ["install", "--user", "-q", "-c", "constraints-tpu-wheel.txt",
+                         "tensorflow-tpu==2.20.0"]
+  _no_tensorflow_touched(installs[1:])
+  assert installs[1] == ["install", "--user", "-q", "--no-deps", "-c",
+                         "constraints-tpu-wheel.txt", "tf-keras", "tensorflow-hub"]
+  assert "importlib-resources" in installs[2] and "tensorflow-gan" not in installs[2]
+  assert "2.20.0" in tf.read_text() and "TensorFlow 2.20.0 at" in res.stdout
+  # A base image that has another TensorFlow already is refused, not overwritten.
+  env, _ = _fake_vm(tmp_path / "other", tf_version="2.18.0")
+  res = _run(VM_INSTALL, "--tensorflow=wheel", tmp_path=tmp_path, **env)
+  assert res.returncode == 2 and "this host's TensorFlow is 2.18.0" in res.stderr
+  assert "tensorflow-tpu==2.20.0 in constraints-tpu-wheel.txt" in res.stderr
+
+
+def test_vm_install_help_and_bad_arguments(tmp_path):
+  res = _run(VM_INSTALL, "--help", tmp_path=tmp_path)
+  assert res.returncode == 0 and "--tensorflow=runtime|wheel" in res.stdout
+  res = _run(VM_INSTALL, "--tensorflow=pip", tmp_path=tmp_path)
+  assert res.returncode == 2 and "--tensorflow=pip is not one of runtime, wheel" in res.stderr
+  res = _run(VM_INSTALL, "--constraints=nope.txt", tmp_path=tmp_path)
+  assert res.returncode == 2 and "constraints file 'nope.txt'" in res.stderr
+
+
+def _doc_commands(path):
+  """The launch/tpu*.sh commands of the sh blocks of a Markdown file (continuations
+  joined, comments dropped), but for those with shell variables (loops)."""
+  with open(os.path.join(REPO, path), encoding="utf-8") as f:
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", f.read(), re.S)
+  lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+  return [" ".join(shlex.split(l, comments=True)) for l in lines
+          if l.strip().startswith("launch/tpu") and "$" not in l]
+
+
+DOC_ENV = dict(HAMGAN_PROJECT="my-hamgan-project", HAMGAN_ZONE="europe-west4-a",
+               HAMGAN_BUCKET="my-hamgan-bucket")
+POD_EXAMPLE = ("launch/tpu.sh train --accelerator=v4-32 --zone=us-central2-b "
+               "--experiment=imagenet128_hamgan_baby --tpu_name=hg-pod --spot --dry_run")
+
+
+@pytest.mark.parametrize("path", ["README.md", "launch/README.md"])
+def test_tpu_commands_in_the_docs_dry_run(tmp_path, path):
+  commands = _doc_commands(path)
+  assert any(c.startswith("launch/tpu.sh train") for c in commands), commands
+  for command in commands:
+    words = shlex.split(command)
+    if "--dry_run" not in words:
+      words.append("--dry_run")
+    res = _run(os.path.join(REPO, words[0]), *words[1:], tmp_path=tmp_path, **DOC_ENV)
+    assert res.returncode == 0 and res.stdout, (command, res.stderr)
+
+
+def test_launch_readme_shows_the_pod_dry_run_as_it_is(tmp_path):
+  """launch/README.md shows lines of POD_EXAMPLE's output; they are the real ones."""
+  with open(os.path.join(REPO, "launch", "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  assert POD_EXAMPLE in text
+  shown = re.search(r"```text\n(.*?)```", text[text.index(POD_EXAMPLE):], re.S).group(1)
+  words = shlex.split(POD_EXAMPLE)
+  res = _run(os.path.join(REPO, words[0]), *words[1:], tmp_path=tmp_path, **DOC_ENV)
+  assert res.returncode == 0, res.stderr
+  printed = res.stdout.replace(REPO, "/path/to/hamgan").replace(str(tmp_path), "/tmp")
+  for line in shown.strip().splitlines():
+    assert line in printed.splitlines(), line
+  assert len(shown.strip().splitlines()) >= 4
 
 
 def test_gpu_dry_run_exact_commands(tmp_path):
@@ -290,16 +671,6 @@ def _fake_tool(bindir, name):
   path.chmod(0o755)
 
 
-def _alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  # A zombie (exited, not yet reaped) counts as gone.
-  with open(f"/proc/{pid}/stat") as f:
-    return f.read().split(")")[-1].split()[0] != "Z"
-
-
 def test_gpu_real_start_status_stop(tmp_path):
   bindir = tmp_path / "bin"
   bindir.mkdir()
@@ -345,30 +716,6 @@ def test_gpu_real_start_status_stop(tmp_path):
     for p in pids:   # only the processes this test started
       if _alive(p):
         os.kill(p, 9)
-
-
-def test_tpu_pod_slice_dry_run_runs_the_same_command_on_every_host(tmp_path):
-  res = _run(TPU, "train", *BASE, "--accelerator=v3-32", "--dry_run", tmp_path=tmp_path)
-  assert res.returncode == 0, res.stderr
-  cmds = _commands(res.stdout)
-  vm = "hamgan-v3"
-  assert cmds[1] == GCLOUD + ["create", vm] + WHERE + [
-      "--accelerator-type=v3-32", "--version=tpu-vm-tf-2.15.1-pod-pjrt"]
-  # Copy, install and train: each on every host of the slice, one command for all.
-  assert cmds[3][-1] == "--worker=all" and cmds[4][-2] == "--worker=all"
-  assert cmds[5][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=all"]
-  train, _ = _tool_argv(_tmux_inner(_remote(cmds[5]), "hamgan-train-imagenet128_hamgan_baby"),
-                        "hamgan-train")
-  assert f"--tpu={vm}" in train  # the slice by name, not one host's local TPU
-  # The evaluation watcher runs once, on host 0.
-  res = _run(TPU, "eval", *BASE, "--accelerator=v3-32", "--dry_run", tmp_path=tmp_path)
-  assert _commands(res.stdout)[-1][:-1] == GCLOUD + ["ssh", vm] + WHERE + ["--worker=0"]
-  # A single-host slice keeps the plain runtime; a pod with it is refused with the fix.
-  res = _run(TPU, "create", *BASE, "--accelerator=v3-32",
-             "--runtime_version=tpu-vm-tf-2.15.1-pjrt", "--dry_run", tmp_path=tmp_path)
-  assert res.returncode == 2 and "--runtime_version=tpu-vm-tf-2.15.1-pod-pjrt" in res.stderr
-  res = _run(TPU, "create", *BASE, "--accelerator=v3", "--dry_run", tmp_path=tmp_path)
-  assert res.returncode == 2 and "not a TPU type" in res.stderr
 
 
 def _worker_env(command):
