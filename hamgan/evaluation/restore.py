@@ -78,7 +78,9 @@ def restore_generator(generator, checkpoint_path, use_ema=None):
         f"{_HINT}")
   try:
     # G is built, so restore assigns at once and a shape mismatch raises right here.
-    status = tf.train.Checkpoint(**{key: generator}).restore(checkpoint_path)
+    # read(), not restore(): a milestone (Checkpoint.write) has no save_counter, which
+    # restore() would create and then report as unmatched.
+    status = tf.train.Checkpoint(**{key: generator}).read(checkpoint_path)
     status.expect_partial()  # optimizers, D etc. are deliberately not restored
     status.assert_existing_objects_matched()
   except ValueError as e:
