@@ -434,7 +434,17 @@ def test_tpu_pod_client_gets_sigterm_from_stop(tmp_path):
     assert f"{RUN}.train: not running" in status.stdout
   finally:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    for p in pids:   # only the processes this test started
+    # Only the processes this test started: those in the pid files, and any that run
+    # a tool of this test's own folder (should a broken launcher lose their ids).
+    for entry in os.listdir("/proc"):
+      if entry.isdigit():
+        try:
+          with open(f"/proc/{entry}/cmdline", "rb") as f:
+            if str(tools).encode() in f.read():
+              pids.append(int(entry))
+        except OSError:
+          pass
+    for p in pids:
       if _alive(p):
         os.kill(p, 9)
 
