@@ -153,7 +153,8 @@ IFS=$'\t' read -r now now_dir now_mtime now_dists <<<"$(tf_fingerprint)"
 if [[ $now != "$found" || $now_dir != "$tf_dir" || $now_mtime != "$tf_mtime" || $now_dists != "$tf_dists" ]]; then
   die "TensorFlow changed during the install: it was $found at $tf_dir (distribution $tf_dists) and is now $now at $now_dir (distribution $now_dists). A package's requirement made pip replace it; the TPU build is gone from this host. Fix: $(fix_hint), and report which package pulled TensorFlow in (pip list)."
 fi
-hamgan_version=$(cd / && "$PYTHON" -c 'import hamgan; print(hamgan.__version__)')
+hamgan_version=$(cd / && "$PYTHON" -c 'import hamgan; print(hamgan.__version__)') ||
+  die "hamgan does not import with $PYTHON after the install (the traceback is above); check that pip's --user site is on its path ($PYTHON -m site)."
 echo "hamgan $hamgan_version installed (editable) from $SRC with extras '$EXTRAS' under $CONSTRAINTS."
 echo "TensorFlow $now at $now_dir: unchanged."
 echo "pip installed or changed:"
