@@ -36,6 +36,7 @@ setup(
             "hamgan-eval=hamgan.cli.eval:run",
             "hamgan-sample=hamgan.cli.sample:run",
             "hamgan-compare=hamgan.cli.compare:run",
+            "hamgan-sweep=hamgan.cli.sweep:run",
             "hamgan-bench=hamgan.cli.bench:run",
         ],
     },

@@ -33,11 +33,16 @@ class StorageError(RuntimeError):
   """A checkpoint could not be read for a reason that is not damage, even after retries."""
 
 
-def _damage_errors():
-  # A truncated data file surfaces as IndexError ("Read less bytes than requested") or
-  # OutOfRange; a missing shard or index as NotFound; a bad crc or proto as DataLoss.
-  return (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError,
-          IndexError, ValueError)
+_DAMAGE_CODES = (tf.errors.DATA_LOSS, tf.errors.NOT_FOUND, tf.errors.OUT_OF_RANGE)
+
+
+def is_damage(error):
+  """True for errors that prove a checkpoint damaged: a bad crc or proto (DataLoss), a
+  missing index or shard (NotFound, also as a bare OpError with that code), a truncated
+  file (OutOfRange, or IndexError "Read less bytes than requested"), a wrong value."""
+  if isinstance(error, tf.errors.OpError):
+    return error.error_code in _DAMAGE_CODES
+  return isinstance(error, (IndexError, ValueError))
 
 
 def checkpoint_dir(model_dir):
@@ -64,9 +69,9 @@ def with_retries(read, what, retry_seconds=None):
   while True:
     try:
       return read()
-    except _damage_errors():
-      raise
-    except (tf.errors.OpError, OSError) as e:
+    except (tf.errors.OpError, OSError, IndexError, ValueError) as e:
+      if is_damage(e):
+        raise
       tries += 1
       left = deadline - time.monotonic()
       if left <= 0:
@@ -91,7 +96,9 @@ def checkpoint_step(path):
   try:
     return int(with_retries(lambda: tf.train.load_checkpoint(path).get_tensor(STEP_KEY),
                             path))
-  except _damage_errors():
+  except (tf.errors.OpError, IndexError, ValueError) as e:
+    if not is_damage(e):
+      raise
     return _number(path)
 
 
@@ -156,11 +163,22 @@ def fingerprint(path):
   return hashlib.sha256(with_retries(read, path + ".index")).hexdigest()[:16]
 
 
+def _check_files(path):
+  """Raises NotFoundError (damage) unless the index and every data shard exist: a missing
+  local shard otherwise surfaces as an UNKNOWN error, which is not proof of damage."""
+  shards = tf.io.gfile.glob(path + ".data-?????-of-?????")
+  expected = {int(name[-5:]) for name in shards}
+  if not tf.io.gfile.exists(path + ".index") or not shards or len(shards) != max(expected):
+    raise tf.errors.NotFoundError(
+        None, None, f"{path}: index or data shards missing ({len(shards)} data file(s))")
+
+
 def checkpoint_problem(path, require_finite=True, retry_seconds=None):
   """Why the checkpoint at `path` (a ckpt-N prefix) is damaged, or None if it reads back
   whole (and, with `require_finite`, finite). Raises StorageError when it cannot be read
   for another reason, after retries."""
   def read_all():
+    _check_files(path)
     reader = tf.train.load_checkpoint(path)
     for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
       value = reader.get_tensor(name)
@@ -169,7 +187,9 @@ def checkpoint_problem(path, require_finite=True, retry_seconds=None):
     return None
   try:
     return with_retries(read_all, path, retry_seconds)
-  except _damage_errors() as e:
+  except (tf.errors.OpError, IndexError, ValueError) as e:
+    if not is_damage(e):
+      raise
     return f"{type(e).__name__}: {_first_line(e)}"
 
 

@@ -224,7 +224,7 @@ def test_table_cells_per_protocol(three_runs, ham_checkpoint, tmp_path, caplog):
   assert n["G params"] == ""
 
   # Warnings name the missing file (log and report).
-  missing_eval = os.path.join(three_runs[2], "eval", "results.jsonl")
+  missing_eval = os.path.join(three_runs[2], "eval")   # no rows there (hamgan.run_dir)
   missing_ckpt = os.path.join(three_runs[2], "checkpoints")
   logged = " ".join(r.getMessage() for r in caplog.records)
   assert missing_eval in logged and missing_ckpt in logged

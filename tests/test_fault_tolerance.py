@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import glob
 
+from hamgan import run_dir
 from hamgan import checkpoints
 from hamgan import models
 from hamgan.cli import train as train_cli
@@ -218,23 +219,23 @@ def test_truncated_latest_checkpoint_restart_uses_the_one_before(tmp_path, caplo
   first = _trainer(run, num_steps=4)
   first.train()
   good = _read_all(str(run / "checkpoints" / "ckpt-2"))
-  assert (run / trainer_lib.DONE_FILE).exists()
+  assert (run / run_dir.DONE_FILE).exists()
   _truncate(str(run / "checkpoints" / "ckpt-4"))
 
   with caplog.at_level(logging.INFO, logger="absl"):  # absl's level, whatever ran before
     second = _trainer(run, num_steps=6)  # a longer run: the old TRAINING_DONE is stale
   ckpt2 = str(run / "checkpoints" / "ckpt-2")
-  assert f"using checkpoint {ckpt2} (step 2) instead of the newer ckpt-4" in caplog.text
+  assert f"using checkpoint {ckpt2} instead of the newer, damaged ckpt-4" in caplog.text
   assert f"Restored {ckpt2} (step 2)" in caplog.text
   assert int(second.step.numpy()) == 2
   # The restored weights are ckpt-2's: G's values equal the checkpoint's, as a multiset.
   stored = sorted(v.tobytes() for k, v in good.items() if k.startswith("generator/")
                   and "OPTIMIZER_SLOT" not in k and k.endswith("VARIABLE_VALUE"))
   assert stored == sorted(v.numpy().tobytes() for v in second.generator.variables)
-  assert not (run / trainer_lib.DONE_FILE).exists()
+  assert not (run / run_dir.DONE_FILE).exists()
 
   second.train()
-  assert json.loads((run / trainer_lib.DONE_FILE).read_text())["step"] == 6
+  assert json.loads((run / run_dir.DONE_FILE).read_text())["step"] == 6
   for path in _listed(str(run)):  # ckpt-4 was written again, whole
     assert _all_finite(path)
   assert [_step_of(p) for p in _listed(str(run))] == [2, 4, 6]
@@ -322,7 +323,7 @@ def test_injected_nan_stops_the_run_and_the_latest_checkpoint_is_finite(
   listed = _listed(str(run))
   assert [_step_of(p) for p in listed] == [2, 4]
   assert all(_all_finite(p) for p in listed)
-  assert not (run / trainer_lib.DONE_FILE).exists()
+  assert not (run / run_dir.DONE_FILE).exists()
 
 
 # ------------------------------------------------------------------ the watcher
@@ -538,7 +539,7 @@ def test_kill_9_at_five_points_always_resumes_from_the_last_complete_checkpoint(
   code, out, text = final.finish()
   assert code == 0, text[-3000:]
   assert _start_step(text) == expected_start
-  assert f"instead of the newer {os.path.basename(truncated)}" in text  # it says which
+  assert f"instead of the newer, damaged {os.path.basename(truncated)}" in text  # it says which
   assert json.loads(open(os.path.join(model_dir, "TRAINING_DONE")).read())["step"] == target
   assert _check_every_listed_checkpoint_reads(model_dir)[-1] == target
   assert all(_all_finite(p) for p in _listed(model_dir) if tf.io.gfile.glob(p + ".*"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hamgan import run_dir
 from hamgan import checkpoints
 from hamgan import models
 from hamgan.layers.registry import CONTEXT_NAMES
@@ -316,7 +317,7 @@ def test_ema_then_restart_continues_like_an_uninterrupted_run(tmp_path, context)
     moved += int(avg and not np.allclose(a, b))
   assert moved > 5
   assert _newest_step(str(tmp_path / "whole")) == 2
-  assert not (tmp_path / "whole" / trainer_lib.DONE_FILE).exists()
+  assert not (tmp_path / "whole" / run_dir.DONE_FILE).exists()
 
   # The "killed" run: only what is on disk at step 2 survives.
   shutil.copytree(tmp_path / "whole", tmp_path / "restarted")
@@ -334,7 +335,7 @@ def test_ema_then_restart_continues_like_an_uninterrupted_run(tmp_path, context)
 
   run = tmp_path / "restarted"
   assert _newest_step(str(run)) == 4
-  assert json.loads((run / trainer_lib.DONE_FILE).read_text())["step"] == 4
+  assert json.loads((run / run_dir.DONE_FILE).read_text())["step"] == 4
   rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows] == [2, 4]
   assert {"d_loss", "g_loss", "d_real", "d_fake", "steps_per_sec", "images_per_sec",
@@ -343,7 +344,7 @@ def test_ema_then_restart_continues_like_an_uninterrupted_run(tmp_path, context)
   keys = {k.split("/")[0] for k in reader.get_variable_to_shape_map()}
   assert {"generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer",
           "step", "rng"} <= keys
-  assert (run / trainer_lib.OPERATIVE_CONFIG).exists()
+  assert (run / run_dir.OPERATIVE_CONFIG).exists()
   png = tf.io.decode_png((run / "samples" / "step_4.png").read_bytes()).numpy()
   assert png.shape == (NUM_CLASSES * 32, config.grid_columns * 32, 3)
   tags = _read_events(str(run))
@@ -379,7 +380,7 @@ def test_hooks_stop_and_veto_saves_and_hamburger_summaries(tmp_path):
   assert int(trainer.d_optimizer.iterations.numpy()) == 2
   assert int(trainer.g_optimizer.iterations.numpy()) == 1
   assert _newest_step(str(tmp_path)) == 0
-  assert not (tmp_path / trainer_lib.DONE_FILE).exists()
+  assert not (tmp_path / run_dir.DONE_FILE).exists()
   # The summaries written at the stop include the Hamburgers' ham reconstruction error.
   tags = _read_events(str(tmp_path))
   assert {"context/generator_ham_relative_error",

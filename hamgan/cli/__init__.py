@@ -1,27 +1,19 @@
-"""Command-line entry points: hamgan-train, -eval, -sample, -compare, -bench, the demo."""
+"""Command-line entry points: hamgan-train, -eval, -sample, -compare, -bench, the demo.
+
+Each module's `run` is `TOOL.run` for a `hamgan.cli.errors.Tool`: the one place where
+errors become one-line messages. Flags that take counts or thresholds are checked when
+parsed (`bound_flags`), so a bad value is refused before any work.
+"""
 import sys
 
 from absl import app
 from absl import flags
 
+from hamgan.cli import errors
 
-def run_with_help(main, doc, flag_names):
-  """absl's app.run for a console script, with --help showing `doc` and our flags.
-
-  absl's --help lists the flags of the __main__ module; under a console script that is
-  the generated wrapper, which defines none, so the tool's own flags are registered as
-  key flags of the program (sys.argv[0]) and its docstring becomes the usage text.
-  """
-  main_module = sys.modules["__main__"]
-  if not getattr(main_module, "__doc__", None):
-    main_module.__doc__ = doc
-  for name in flag_names:
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-  help_asked = [a for a in sys.argv[1:] if a in ("-h", "--help", "--helpshort", "--helpfull")]
-  if help_asked:
-    # absl's own --help exits with status 1; asking for help is not an error.
-    app.usage(shorthelp=help_asked[0] != "--helpfull", writeto_stdout=True, exitcode=0)
-  app.run(main)
+# The fewest samples a score takes: the 10-split Inception Score needs two per split
+# (hamgan.evaluation.scoring.IS_SPLITS; not imported here, it loads TensorFlow).
+MIN_SCORED_SAMPLES = (20, "the 10-split Inception Score needs 2 samples per split")
 
 
 def parse_own_flags(argv, define_flags, doc):
@@ -29,20 +21,55 @@ def parse_own_flags(argv, define_flags, doc):
 
   For tools whose flags live outside absl's global FLAGS (hamgan-eval, hamgan-sample), so
   that they can be imported beside the other tools in one process (tests, the demo).
+  Such tools take flags only: a leftover argument is refused, not ignored.
   """
   fv = flags.FlagValues()
   define_flags(fv)
-  if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+  if any(a in errors.HELP_ARGS for a in argv[1:]):
     print(doc)
     print(fv.get_help())
+    print(errors.HELP_NOTE)
     sys.exit(0)
-  fv(argv)
+  rest = fv(argv)
+  if len(rest) > 1:
+    raise app.UsageError(
+        f"unexpected argument(s) {rest[1:]}: {argv[0]} takes only --flags (e.g. "
+        f"--model_dir={rest[1]}); quote values with spaces, and write booleans as "
+        "--flag or --noflag.")
   return fv
 
 
-def run_with_own_flags(main, parse_flags):
-  """app.run for such a tool: `main` receives the tool's own FlagValues."""
-  def parser(argv):
-    flags.FLAGS(argv[:1])  # absl's own FLAGS must count as parsed; ours are separate
-    return parse_flags(argv)
-  app.run(main, flags_parser=parser)
+def _checker(name, minimum, integer, why=""):
+  kind = f"an integer >= {minimum}" if integer else "a number > 0"
+
+  def check(value):
+    if value is None:
+      return True
+    if value < minimum or (not integer and value <= 0) or value != value:  # NaN too
+      raise flags.ValidationError(f"expected {kind}{why} (or leave --{name} out for its "
+                                  f"default); pass e.g. --{name}={max(minimum, 1)}.")
+    return True
+  return check
+
+
+def bound_flags(fv, minimums=None, positive=(), truncation=None):
+  """Registers parse-time checks on `fv`: integers >= their minimum, floats > 0, and the
+  truncation threshold (hamgan.evaluation.latent's floor); None always passes.
+
+  `minimums` maps a flag to its minimum, or to (minimum, the reason for it).
+  """
+  for name, minimum in (minimums or {}).items():
+    minimum, why = minimum if isinstance(minimum, tuple) else (minimum, "")
+    flags.register_validator(name, _checker(name, minimum, True, why and f" ({why})"),
+                             flag_values=fv)
+  for name in positive:
+    flags.register_validator(name, _checker(name, 0, False), flag_values=fv)
+  if truncation:
+    def check_truncation(value):
+      from hamgan.evaluation import latent  # pylint: disable=g-import-not-at-top
+      try:
+        latent.check_truncation(value)
+      except ValueError as e:
+        raise flags.ValidationError(str(e)) from None
+      return True
+    flags.register_validator(truncation, check_truncation, flag_values=fv)

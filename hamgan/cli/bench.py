@@ -11,6 +11,8 @@ process (or one run), and appends its rows to a JSON-lines file.
 import importlib
 import sys
 
+from hamgan.cli import errors
+
 SUBCOMMANDS = {
     "modules": "hamgan.bench.modules",
     "step": "hamgan.bench.step",
@@ -32,8 +34,9 @@ def main(argv):
   return 0
 
 
-def run():
-  sys.exit(main(sys.argv))
+# Its sub-commands parse their own arguments (argparse), so no absl app around them.
+TOOL = errors.Tool("hamgan-bench", main, parse=list, absl_app=False)
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import logging
 from absl import app
 from absl import flags
 
-from hamgan.cli import run_with_help
+from hamgan import output_paths
+from hamgan.cli import errors
 from hamgan.compare import report
 from hamgan.compare import runs
 from hamgan.compare import table
@@ -27,11 +28,11 @@ def main(argv):
   if FLAGS.out is None:
     raise app.UsageError("--out is required: the folder to write comparison.md, "
                          "comparison.json and fid_vs_step.png into (e.g. --out=runs/compare).")
+  output_paths.check_folder(  # before any run is read
+      "--out", FLAGS.out, names=("comparison.md", "comparison.json", report.PLOT_NAME),
+      what="comparison.md, comparison.json and fid_vs_step.png")
   logging.getLogger("hamgan.compare").setLevel(logging.INFO)
-  try:
-    reports = report.write_comparison(run_dirs, FLAGS.out)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+  reports = report.write_comparison(run_dirs, FLAGS.out)
   warned = sum(len(r.warnings) for r in reports)
   headers, rows = table.run_table_cells(reports, runs.columns_of(reports))
   print(table.markdown_table(headers, rows))
@@ -39,9 +40,8 @@ def main(argv):
         f"comparison.json, fid_vs_step.png ({warned} warnings)")
 
 
-def run():
-  """Console entry point; --help shows this module's usage and flags."""
-  run_with_help(main, __doc__, ("out",))
+TOOL = errors.Tool("hamgan-compare", main, doc=__doc__, key_flags=("out",))
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from hamgan import cli
+from hamgan.cli import errors
 from hamgan.cli import train as train_cli  # defines --model_dir, --gin_param, --tpu
 
 FLAGS = flags.FLAGS
@@ -51,6 +53,8 @@ flags.DEFINE_string("classifier_dir", None, "where the MNIST stand-in classifier
                     "(trained there on first use); default $HAMGAN_CACHE or ~/.cache/hamgan")
 flags.DEFINE_integer("grid_cell", 64, "pixels per sample in demo_grid.png (32x32 samples "
                      "are enlarged by pixel repetition)")
+cli.bound_flags(FLAGS, minimums={"per_class": 1, "eval_samples": cli.MIN_SCORED_SAMPLES,
+                                 "grid_cell": 1})
 
 
 def _banner(text):
@@ -169,10 +173,11 @@ def main(argv):
     sys.exit(1)
 
 
-def run():
-  from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
-  run_with_help(main, __doc__, ("model_dir", "gin_param", "tpu", "per_class", "eval_samples",
-                                "min_accuracy", "min_recall", "classifier_dir", "grid_cell"))
+TOOL = errors.Tool(
+    "hamgan demo", main, doc=__doc__, error_status=2, expected=(train_cli.SetupError,),
+    key_flags=("model_dir", "gin_param", "tpu", "per_class", "eval_samples", "min_accuracy",
+               "min_recall", "classifier_dir", "grid_cell"))
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from hamgan import cli
+from hamgan.cli import errors
 
 
 def define_flags(fv):
@@ -105,6 +106,11 @@ def define_flags(fv):
                       flag_values=fv)
   flags.DEFINE_float("progress_every_s", 10.0, "Seconds between progress lines.",
                      flag_values=fv)
+  cli.bound_flags(fv, minimums={"num_samples": cli.MIN_SCORED_SAMPLES, "real_num_samples": 1,
+                                "batch_size": 1,
+                                "standing_batches": 0, "real_resolution": 1},
+                  positive=("poll_s", "watch_timeout_s", "progress_every_s"),
+                  truncation="truncation")
 
 
 def parse_flags(argv):
@@ -148,6 +154,7 @@ def image_settings_from_flags(fv):
   return image_eval.ImageEvalSettings(
       images=fv.images, real_dataset=fv.real_dataset, real_split=fv.real_split,
       real_images=fv.real_images, real_stats=fv.real_stats,
+      num_samples=fv.num_samples if fv["num_samples"].present else None,  # else: all
       real_num_samples=fv.real_num_samples, data_dir=fv.data_dir,
       classifier_path=fv.classifier_path, batch_size=fv.batch_size, kid=fv.kid,
       manifold=fv.manifold, intra_fid=fv.intra_fid, cache_dir=fv.cache_dir, out=fv.out,
@@ -183,10 +190,8 @@ def main(fv):
   logging.set_verbosity(logging.INFO)
   try:
     rows = evaluate(fv)
-  except ValueError as e:  # our errors say what to do: no traceback needed
-    logging.error("%s", e)
-    print(f"hamgan-eval: error: {e}", file=sys.stderr)
-    return 1
+  except ValueError as e:  # our errors say what to do: one line (hamgan.cli.errors)
+    return TOOL.report(e, errors.traceback_wanted())
   for row in rows:
     where = ({"images": row["images"], "out": row["out"]} if "images" in row else
              {"step": row["step"], "generator": row["generator"]})
@@ -197,8 +202,8 @@ def main(fv):
   return 0
 
 
-def run():
-  cli.run_with_own_flags(main, parse_flags)
+TOOL = errors.Tool("hamgan-eval", main, parse_flags)
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ statistics recomputed over --standing_batches batches of fresh z, as hamgan-eval
 the checkpoint is not changed). Needs no TF-GAN and no classifier.
 """
 import os
-import sys
-
 from absl import flags
 from absl import logging
 import numpy as np
 
 from hamgan import cli
+from hamgan.cli import errors
 
 
 def define_flags(fv):
@@ -43,6 +42,8 @@ def define_flags(fv):
                        flag_values=fv)
   flags.mark_flag_as_required("model_dir", flag_values=fv)
   flags.mark_flag_as_required("out", flag_values=fv)
+  cli.bound_flags(fv, minimums={"num_samples": 1, "batch_size": 1, "standing_batches": 0},
+                  truncation="truncation")
 
 
 def parse_flags(argv):
@@ -80,6 +81,22 @@ def generate(generator, num_samples, classes, truncation=None, seed=0, batch_siz
   return np.concatenate(out), labels, z
 
 
+def check_out(out, model_dir):
+  """--out before any work: an .npz file or a folder for PNGs, never inside the run's
+  checkpoints, never a file where the folder goes (or the reverse)."""
+  from hamgan import output_paths  # pylint: disable=g-import-not-at-top
+  from hamgan import run_dir  # pylint: disable=g-import-not-at-top
+  inputs = {f"the {name} of --model_dir": run_dir.path(model_dir, name)
+            for name in (run_dir.CHECKPOINT_DIR, run_dir.MILESTONE_DIR)}
+  if out.endswith(".npz"):
+    return output_paths.check_file("--out", out, inputs, suffix=".npz")
+  if out.lower().endswith((".png", ".jpg", ".jpeg", ".npy", ".json")):
+    raise ValueError(f"--out={out!r} names one file, but hamgan-sample writes one PNG per "
+                     "sample into a folder, or all of them into one .npz; pass a folder "
+                     "(e.g. --out=samples/) or a file name ending in .npz.")
+  return output_paths.check_folder("--out", out, inputs, what="the PNG samples")
+
+
 def write_samples(out, images, labels, z):
   """PNG files into directory `out`, or one .npz when `out` ends with .npz."""
   from hamgan.evaluation import images as images_lib  # pylint: disable=g-import-not-at-top
@@ -105,15 +122,16 @@ def sample(fv):
   if fv.num_samples <= 0:
     raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
   standing.batches_for("ema_generator", fv.standing_batches)  # checked before any work
+  check_out(fv.out, fv.model_dir)
   path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
   config = run_dir.config_for_step(fv.model_dir, checkpoints.checkpoint_step(path))
   generator = restore.build_generator_from_config(config)
+  classes = parse_classes(fv.classes, int(generator.num_classes))  # before the restore
   key = restore.restore_generator(generator, path, fv.use_ema)
   batches = standing.batches_for(key, fv.standing_batches)
   if batches:
     standing.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,
                        truncation=fv.truncation)
-  classes = parse_classes(fv.classes, int(generator.num_classes))
   images, labels, z = generate(generator, fv.num_samples, classes, fv.truncation, fv.seed,
                                fv.batch_size)
   written = write_samples(fv.out, images, labels, z)
@@ -125,15 +143,14 @@ def main(fv):
   logging.set_verbosity(logging.INFO)
   try:
     written = sample(fv)
-  except ValueError as e:
-    print(f"hamgan-sample: error: {e}", file=sys.stderr)
-    return 1
+  except ValueError as e:  # our errors say what to do: one line (hamgan.cli.errors)
+    return TOOL.report(e, errors.traceback_wanted())
   print(f"wrote {len(written)} file(s) under {fv.out}")
   return 0
 
 
-def run():
-  cli.run_with_own_flags(main, parse_flags)
+TOOL = errors.Tool("hamgan-sample", main, parse_flags)
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

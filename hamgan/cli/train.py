@@ -26,6 +26,8 @@ from absl import flags
 from absl import logging
 import gin
 
+from hamgan.cli import errors
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "gin experiment file(s): a path, or a name in "
                           "gin_configs/ such as 'demo_digits' (later files override).")
@@ -183,8 +185,7 @@ def main(argv):
                             allow_config_change=FLAGS.allow_config_change)
   except SetupError as e:
     logging.error("hamgan-train cannot start: %s", e)
-    print(f"hamgan-train: error: {e}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(TOOL.report(e, errors.traceback_wanted()))  # one line, status 2
   except Exception as e:  # pylint: disable=broad-except
     if not (os.environ.get("TF_CONFIG") and isinstance(e, _lost_worker_errors())):
       raise
@@ -247,10 +248,10 @@ def _train_with_fault_handling(trainer, model_dir):
     sys.exit(0)
 
 
-def run():
-  from hamgan.cli import run_with_help  # pylint: disable=import-outside-toplevel
-  run_with_help(main, __doc__, ("gin_file", "gin_param", "model_dir", "tpu", "print_config",
-                                "dry_run", "allow_config_change"))
+TOOL = errors.Tool("hamgan-train", main, doc=__doc__, error_status=2, expected=(SetupError,),
+                   key_flags=("gin_file", "gin_param", "model_dir", "tpu", "print_config",
+                              "dry_run", "allow_config_change"))
+run = TOOL.run  # the console entry point: every error becomes one line
 
 
 if __name__ == "__main__":

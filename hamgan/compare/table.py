@@ -69,8 +69,9 @@ def run_rows(reports, columns):
   return rows
 
 
-def render_markdown(reports, columns, paper, plot_name="fid_vs_step.png"):
-  """The text of comparison.md; `paper` is a hamgan.compare.paper.PaperFigures."""
+def render_markdown(reports, columns, paper, plot_name="fid_vs_step.png", sections=()):
+  """The text of comparison.md; `paper` is a hamgan.compare.paper.PaperFigures and
+  `sections` more markdown lines that follow the runs table (the groups of seeds)."""
   headers, rows = run_table_cells(reports, columns)
   protocols = sorted({c.setting for c in columns})
   out = ["# hamgan comparison", "",
@@ -85,6 +86,7 @@ def render_markdown(reports, columns, paper, plot_name="fid_vs_step.png"):
     out += ["Evaluation protocols (and generator variants) in this table:", ""]
     out += [f"- `{p}`" for p in protocols]
     out.append("")
+  out += list(sections)
   out += ["## Quoted from the paper (not measured here)", "",
           f"{paper.paper}, {paper.quality_source}. Protocol: {paper.protocol}. "
           f"Their speed ({paper.speed_source}): {paper.speed}. These numbers are not "

@@ -18,6 +18,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from hamgan.evaluation import latent
+
 
 @dataclasses.dataclass
 class Features:
@@ -66,23 +68,18 @@ def latent_inputs(num_samples, num_classes, z_dim, seed=0, truncation=None):
   """(z (N, z_dim) float32, y (N,) int32): z ~ N(0, I), labels exactly balanced.
 
   The labels are 0..num_classes-1 repeated and shuffled, so each class gets N/classes
-  samples (within one). With `truncation` t > 0, entries with |z| > t are redrawn
-  (the truncation trick).
+  samples (within one). With `truncation` t, entries with |z| > t are redrawn (the
+  truncation trick; `latent` refuses t below its floor and bounds the redrawing).
   """
   for name, value in (("num_samples", num_samples), ("num_classes", num_classes),
                       ("z_dim", z_dim)):
     if not isinstance(value, (int, np.integer)) or value <= 0:
       raise ValueError(f"{name}={value!r} is not a positive int; pass a count >= 1.")
-  if truncation is not None and truncation <= 0:
-    raise ValueError(
-        f"truncation={truncation!r} must be > 0 (e.g. 0.5 .. 2), or None for plain z.")
+  latent.check_truncation(truncation)  # refused before any draw: a floor, then a bound
   rng = np.random.default_rng(seed)
   z = rng.standard_normal((num_samples, z_dim)).astype(np.float32)
   if truncation is not None:
-    bad = np.abs(z) > truncation
-    while bad.any():
-      z[bad] = rng.standard_normal(int(bad.sum())).astype(np.float32)
-      bad = np.abs(z) > truncation
+    latent.truncate(rng, z, truncation)
   y = rng.permutation(np.arange(num_samples) % num_classes).astype(np.int32)
   return z, y
 
@@ -120,7 +117,20 @@ def _stream(strategy, step, dataset, total, progress):
   if arrays is None:
     raise ValueError("the input produced no batches; pass a non-empty dataset.")
   labels = arrays[2][:filled] if len(arrays) > 2 else None
-  return Features(arrays[0][:filled], arrays[1][:filled], labels)
+  feats = Features(arrays[0][:filled], arrays[1][:filled], labels)
+  _check_finite(feats, progress.what if progress is not None else "input")
+  return feats
+
+
+def _check_finite(feats, what):
+  """Nothing non-finite is scored: NaN/inf features (a diverged G, NaN pixels) fail here."""
+  bad = ~(np.isfinite(feats.pool_3).all(axis=1) & np.isfinite(feats.logits).all(axis=1))
+  if bad.any():
+    raise ValueError(
+        f"the classifier's outputs for {int(bad.sum())} of {feats.count} {what} images "
+        f"(first: image {int(np.argmax(bad))}) are NaN or infinite, so no metric is "
+        "computed from them; check those images (NaN pixels) or the generator's checkpoint "
+        "(diverged weights), and the classifier.")
 
 
 def _check_classifier(classifier):

@@ -6,9 +6,13 @@ evaluator's), other images (`--real_images`) or a statistics file (`--real_stats
 FID only). The result is one JSON row, the same fields as eval/results.jsonl where they
 apply, written to `out` (default: next to the images, `<images>.eval.json`).
 
-Order of work, so that bad input fails first: the image files and the statistics file
-are read and checked, the asked-for metrics are checked against what the real side can
-give, then the classifier is loaded and its feature size checked, then features.
+Order of work, so that bad input fails first and destroys nothing: the output paths are
+checked (never an input file or folder, never a folder where a file goes), the image
+files and the statistics file are read and checked (finite pixels; a finite, symmetric,
+positive semi-definite sigma), the asked-for metrics are checked against what the real
+side can give, then the classifier is loaded and its feature size checked, then
+features (refused when any is NaN or infinite). `num_samples` scores the first images
+only; the row's num_samples says how many were scored, images_count how many there are.
 """
 import dataclasses
 import json
@@ -17,6 +21,7 @@ import time
 
 import numpy as np
 
+from hamgan import output_paths
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import image_files
@@ -34,6 +39,7 @@ class ImageEvalSettings:
   real_split: str = None
   real_images: str = None
   real_stats: str = None
+  num_samples: int = None  # None: every image of `images`; else the first num_samples
   real_num_samples: int = None  # None: the whole split / all real images
   data_dir: str = None
   classifier_path: str = None
@@ -62,6 +68,38 @@ def _check_sources(s):
                      "--real_images; with --real_stats there is nothing new to export.")
   if not s.images and not s.export_stats:
     raise ValueError("pass --images=PATH to score, and/or --export_stats=FILE.")
+  if s.out and not s.images:
+    raise ValueError(f"--out={s.out!r} is where the row of --images goes, but there are "
+                     "no --images; drop --out (--export_stats names its own file).")
+  if s.num_samples is not None and not s.images:
+    raise ValueError(f"--num_samples={s.num_samples} counts the --images to score, but "
+                     "there are none; pass --real_num_samples to limit the real side.")
+
+
+def _check_outputs(s):
+  """--out and --export_stats: never an input, never a folder, never each other."""
+  inputs = {"--images": s.images, "--real_images": s.real_images,
+            "--real_stats": s.real_stats}
+  out = (s.out or default_out(s.images)) if s.images else None
+  if out:
+    output_paths.check_file("--out", out, inputs, suffix=".json")
+  if s.export_stats:
+    output_paths.check_file("--export_stats", s.export_stats, {**inputs, "--out": out},
+                            suffix=".npz")
+
+
+def _check_count(s, fake_set):
+  """Enough images for every score; --num_samples at most the images there are."""
+  least = 2 * scoring.IS_SPLITS  # the 10-split Inception Score: 2 per split
+  if fake_set.count < least:
+    raise ValueError(f"--images={s.images!r} holds {fake_set.count} images, but the scores "
+                     f"need at least {least} (the {scoring.IS_SPLITS}-split Inception Score; "
+                     "FID wants thousands); pass more images.")
+  if s.num_samples is not None and not least <= s.num_samples <= fake_set.count:
+    raise ValueError(
+        f"--num_samples={s.num_samples} but --images={s.images!r} holds {fake_set.count} "
+        f"images; pass {least} .. {fake_set.count} to score the first ones, or leave "
+        "--num_samples out to score them all.")
 
 
 class _RealSide:
@@ -70,7 +108,7 @@ class _RealSide:
   def __init__(self, s, resolution):
     self.s, self.resolution = s, resolution
     self.image_set = image_files.read(s.real_images, "--real_images") if s.real_images else None
-    self.stats_arrays = stats_file.check_file(s.real_stats) if s.real_stats else None
+    self.stats_arrays = stats_file.read(s.real_stats) if s.real_stats else None
     if s.real_dataset:
       from hamgan import data  # pylint: disable=g-import-not-at-top
       info = data.dataset_info(s.real_dataset, s.data_dir)  # a bad name fails here
@@ -102,7 +140,7 @@ class _RealSide:
   def compute(self, classifier, strategy, write):
     s = self.s
     if self.stats_arrays is not None:
-      return stats_file.load(s.real_stats)
+      return stats_file.as_real_stats(s.real_stats, self.stats_arrays)
     if self.image_set is not None:
       n = min(s.real_num_samples or self.image_set.count, self.image_set.count)
       feats = features_lib.dataset_features(
@@ -137,7 +175,10 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
   """Runs --images and/or --export_stats; returns the row (None when only exporting)."""
   start = time.time()
   _check_sources(s)
+  _check_outputs(s)
   fake_set = image_files.read(s.images) if s.images else None
+  if fake_set is not None:
+    _check_count(s, fake_set)
   resolution = fake_set.resolution if fake_set is not None else real_resolution
   real_side = _RealSide(s, resolution)
   against, has_features, has_labels, asked = real_side.describe()
@@ -149,14 +190,16 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
                        f"{s.images!r} has none; save them as `labels` in the .npz.")
   classifier = classifier_lib.load_classifier(s.classifier_path)
   if real_side.stats_arrays is not None:
-    stats_file.check_file(s.real_stats, _feature_dim(classifier, resolution))
+    stats_file.check_feature_dim(s.real_stats, real_side.stats_arrays[0],
+                                 _feature_dim(classifier, resolution))
   real = real_side.compute(classifier, strategy, write)
   if s.export_stats:
     stats_file.export(s.export_stats, real)
   if fake_set is None:
     return None
   fake = features_lib.dataset_features(
-      fake_set.dataset(s.batch_size), classifier, fake_set.count, strategy=strategy,
+      fake_set.dataset(s.batch_size), classifier, s.num_samples or fake_set.count,
+      strategy=strategy,
       progress_every_s=s.progress_every_s, write=write)
   label = scoring.sample_label(fake.count, real.count, asked)
   values, extra = scoring.score(real, fake, label, against, s.kid, s.manifold,
@@ -166,6 +209,7 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
     protocol += f", classifier {os.path.basename(classifier.source)}"
   row = dict(
       images=fake_set.source, images_sha256=fake_set.fingerprint, num_samples=fake.count,
+      images_count=fake_set.count,
       protocol=protocol, classifier=classifier.identity, metrics=values,
       real=os.path.abspath(s.real_stats or s.real_images) if not s.real_dataset else against,
       real_data_dir=s.data_dir if s.real_dataset else None,

@@ -102,6 +102,12 @@ def _read_npz(path):
     if not np.issubdtype(images.dtype, np.floating):
       raise ValueError(f"`images` in {path!r} is {images.dtype}; expected uint8 0..255 "
                        "or float in [-1, 1].")
+    finite = np.isfinite(images)
+    if not finite.all():  # NaN compares False with any bound: check it first
+      first = tuple(int(i) for i in np.argwhere(~finite)[0])
+      raise ValueError(f"float `images` in {path!r} hold {int(images.size - finite.sum())} "
+                       f"NaN or infinite values (the first at index {first}); expected "
+                       "finite values in [-1, 1]: fix or drop those images.")
     low, high = float(images.min()), float(images.max())
     if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
       raise ValueError(f"float `images` in {path!r} span [{low:.3g}, {high:.3g}]; expected "

@@ -43,6 +43,11 @@ def _as_2d(name, x):
     raise ValueError(
         f"{name} has shape {x.shape}; expected (N, D) with N >= 2. Pass the stacked "
         "per-sample classifier outputs.")
+  finite = np.isfinite(x)
+  if not finite.all():
+    raise ValueError(f"{name} holds {int(x.size - finite.sum())} NaN or infinite values; "
+                     "no metric is computed from them. Check the images and the "
+                     "classifier that gave these features.")
   return x
 
 

@@ -57,11 +57,57 @@ def num_training_tasks(tf_config):
   return count
 
 
+def _task_indices(cluster, task_type):
+  """The task indices cluster[task_type] lists (a list, or the sparse {index: address})."""
+  addresses = cluster.get(task_type) or []
+  if isinstance(addresses, dict):  # JSON keys are strings
+    return sorted(int(k) for k in addresses if str(k).lstrip("-").isdigit())
+  return list(range(len(addresses)))
+
+
+def check_task(tf_config):
+  """Raises ValueError when TF_CONFIG's task is not one of its cluster's tasks.
+
+  A task outside the cluster would otherwise train alone (a one-worker cluster) or fail
+  inside TensorFlow with no word of TF_CONFIG. An "evaluator" task is outside the
+  cluster by TensorFlow's design; a TF_CONFIG without a task is left to TensorFlow.
+  """
+  cluster, task = tf_config.get("cluster") or {}, tf_config.get("task")
+  if task is None or not cluster:
+    return
+  fix = ('set TF_CONFIG\'s "task" to this host\'s place in its cluster, e.g. '
+         '{"type": "worker", "index": 0} for the first address of cluster.worker, or '
+         "unset TF_CONFIG to train on one host")
+  if not isinstance(task, dict):
+    raise ValueError(f"TF_CONFIG task={json.dumps(task)} is not a JSON object; {fix}.")
+  task_type, index = task.get("type"), task.get("index", 0)
+  if task_type == "evaluator":
+    return
+  if task_type not in cluster:
+    raise ValueError(f"TF_CONFIG task type {task_type!r} is not in its cluster (task "
+                     f"types: {sorted(cluster)}); {fix}.")
+  if isinstance(index, bool) or not isinstance(index, int):
+    raise ValueError(f"TF_CONFIG task index {json.dumps(index)} is not an integer; {fix}.")
+  known = _task_indices(cluster, task_type)
+  if index not in known:
+    listed = (f"0..{len(known) - 1}" if known == list(range(len(known))) and known
+              else str(known))
+    raise ValueError(
+        f"TF_CONFIG task {json.dumps(task)} is outside its cluster: cluster.{task_type} "
+        f"lists {len(known)} address(es), task indices {listed}; {fix}.")
+
+
 def choose_strategy_kind(tpu=None, num_gpus=0, tf_config_text=None):
-  """Returns TPU, MULTI_WORKER, MIRRORED or DEFAULT for the given environment."""
+  """Returns TPU, MULTI_WORKER, MIRRORED or DEFAULT for the given environment.
+
+  Outside a TPU, TF_CONFIG is checked first (`check_task`): a task outside its
+  cluster is refused, never trained alone.
+  """
   if tpu:
     return TPU
-  if num_training_tasks(parse_tf_config(tf_config_text)) > 1:
+  tf_config = parse_tf_config(tf_config_text)
+  check_task(tf_config)
+  if num_training_tasks(tf_config) > 1:
     return MULTI_WORKER
   if num_gpus > 1:
     return MIRRORED

@@ -86,7 +86,7 @@ def run(trainer, num_steps=None, hooks=()):
     if trainer.is_chief and (step % cfg.summary_every == 0 or last):
       _write_summaries(trainer, step, metrics, rates)
     due = bool(facts[:, _CHECKPOINT_DUE].max())
-    milestone = step % cfg.checkpoint_every == 0 or step >= cfg.num_steps
+    milestone = step % cfg.checkpoint_every == 0 or step >= target
     if milestone or last or due:
       if hooks_lib.may_save(hooks, trainer, step, metrics):
         trainer.save(step, milestone=milestone)
