@@ -124,13 +124,14 @@ def launch_configs(model_dir):
 
 def config_for_step(model_dir, step=None):
   """The config that trained `step` (None: the newest launch's): the launch with the
-  largest start step <= step.
+  largest start step < step. A launch that starts at step S restores the checkpoint of
+  step S that the launch before it wrote, so step S belongs to that earlier launch.
 
   A run written before per-launch configs were read has only operative_config.gin;
   that file is used then. None when the run has no config at all.
   """
   launches = launch_configs(model_dir)
-  before = [p for start, p in launches if step is None or start <= int(step)]
+  before = [p for start, p in launches if step is None or start < int(step)]
   if before:
     return before[-1]
   if launches:  # a checkpoint older than every launch config: the first launch trained it

@@ -66,7 +66,7 @@ def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_
 class EvalSettings:
   """What hamgan-eval's flags set."""
   num_samples: int = 50000
-  batch_size: int = 100
+  batch_size: int = 200  # as hamgan-eval --batch_size: it changes standing statistics
   real_dataset: str = None  # None: the run's train.dataset, else imagenet2012
   real_split: str = None  # None: the data set's evaluation split
   real_num_samples: int = None  # None: the same as num_samples
