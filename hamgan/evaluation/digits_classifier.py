@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from hamgan import files
 from hamgan.data import digits as digits_data
 from hamgan.data import mnist5k as mnist_data
 from hamgan.evaluation import classifier as classifier_lib
@@ -128,8 +129,8 @@ def train_and_save(path, epochs=None, batch_size=64, learning_rate=3e-3, seed=0,
   info = {"path": os.path.abspath(path), "test_accuracy": accuracy,
           "train_seconds": seconds, "classes": NUM_CLASSES, "feature_dim": FEATURE_DIM,
           "dataset": dataset, "version": VERSION, "epochs": epochs}
-  with open(os.path.join(path, METADATA), "w") as f:
-    json.dump(info, f, indent=2)
+  # Written last and whole: a classifier without it is trained again.
+  files.write_atomic(os.path.join(path, METADATA), json.dumps(info, indent=2))
   return info
 
 
