@@ -3,7 +3,9 @@
 Sub-packages: layers (the Keras layers), models (generator and discriminator),
 data (input pipelines), training (strategy, losses, trainer), evaluation (FID/IS),
 compare (the hamgan-compare report), bench (benchmarks) and cli (command-line entry
-points); run_config reads a run's saved gin config as data. TF-GAN is imported only
+points); run_dir owns a run's directory (layout, configs, result rows), checkpoints
+its checkpoints, run_config reads a saved gin config as data, files reads and writes
+local or gs:// paths. TF-GAN is imported only
 inside hamgan.evaluation.metrics, and only where it imports (the `tpu` stack).
 """
 import os

@@ -8,9 +8,8 @@ Modules, one concept each:
   metrics            FID / IS / KID from features, with TF-GAN's functions.
   features           stream samples through G and the classifier under a strategy.
   real_stats         real-data features, cached on disk under a full key.
-  run_dir            the training run directory: checkpoints, gin config, G restore.
-  evaluator          checkpoints -> metrics -> eval/results.jsonl (+ sample grids).
-  results            eval/results.jsonl rows and their key (every setting, checkpoint hash).
+  restore            G rebuilt from the config that trained a step, and its weights.
+  evaluator          milestones/checkpoints -> metrics -> result rows (hamgan.run_dir).
   standing           BN standing statistics for the generator being evaluated.
   manifold           precision/recall, density/coverage from k-NN balls, in blocks.
   scoring            every metric of one evaluation, named by its protocol.
