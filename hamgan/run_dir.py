@@ -239,18 +239,15 @@ def _remake_results_jsonl(model_dir, attempts=3):
 def load_config(config_path):
   """Makes the run's config file gin's configuration (for rebuilding its networks).
 
-  Registers every configurable a run's config names first (models, context modules,
-  the trainer's `train`), so that only a user's own unknown ones are skipped.
+  Registers the models' configurables (and the context modules) first; bindings of
+  configurables that are not loaded here (`train`, `fault_tolerance`, a user's own)
+  are skipped, since rebuilding the networks does not need them.
 
   Raises:
     ValueError: the file is missing or is not a gin config (names the file).
   """
   import gin  # pylint: disable=import-outside-toplevel
   import hamgan.models  # pylint: disable=import-outside-toplevel,unused-import
-  try:
-    import hamgan.training  # pylint: disable=import-outside-toplevel,unused-import
-  except ImportError:  # sampling needs no trainer
-    pass
   if config_path is None or not files.exists(config_path):
     raise ValueError(
         f"{config_path} does not exist; expected the gin config that hamgan-train saves "
