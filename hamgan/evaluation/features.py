@@ -116,21 +116,34 @@ def _stream(strategy, step, dataset, total, progress):
     store(pending)
   if arrays is None:
     raise ValueError("the input produced no batches; pass a non-empty dataset.")
-  labels = arrays[2][:filled] if len(arrays) > 2 else None
+  labels = arrays[3][:filled] if len(arrays) > 3 else None
   feats = Features(arrays[0][:filled], arrays[1][:filled], labels)
-  _check_finite(feats, progress.what if progress is not None else "input")
+  _check_finite(feats, arrays[2][:filled], progress.what if progress is not None else "input")
   return feats
 
 
-def _check_finite(feats, what):
-  """Nothing non-finite is scored: NaN/inf features (a diverged G, NaN pixels) fail here."""
-  bad = ~(np.isfinite(feats.pool_3).all(axis=1) & np.isfinite(feats.logits).all(axis=1))
-  if bad.any():
-    raise ValueError(
-        f"the classifier's outputs for {int(bad.sum())} of {feats.count} {what} images "
-        f"(first: image {int(np.argmax(bad))}) are NaN or infinite, so no metric is "
-        "computed from them; check those images (NaN pixels) or the generator's checkpoint "
-        "(diverged weights), and the classifier.")
+def _finite_rows(images):
+  """1.0 per image whose every value is finite, else 0.0 (float: gathers everywhere).
+
+  Checked on the images themselves: a ReLU turns NaN into 0, so NaN pixels can give
+  finite, meaningless features.
+  """
+  flat = tf.reshape(images, [tf.shape(images)[0], -1])
+  return tf.cast(tf.reduce_all(tf.math.is_finite(flat), axis=1), tf.float32)
+
+
+def _check_finite(feats, finite_images, what):
+  """Nothing non-finite is scored: NaN/inf images (a diverged G) or features fail here."""
+  for bad, where in ((finite_images < 1.0, "images are"),
+                     (~(np.isfinite(feats.pool_3).all(axis=1)
+                        & np.isfinite(feats.logits).all(axis=1)),
+                      "images have classifier outputs that are")):
+    if bad.any():
+      raise ValueError(
+          f"{int(bad.sum())} of {feats.count} {what} {where} NaN or infinite (first: "
+          f"image {int(np.argmax(bad))}), so no metric is computed from them; check those "
+          "images (NaN pixels), the generator's checkpoint (diverged weights) and the "
+          "classifier.")
 
 
 def _check_classifier(classifier):
@@ -193,13 +206,14 @@ def _generation_step(generator, classifier, strategy):
   if key not in per_generator:
 
     def replica_fn(z, y):
-      out = classifier(call_generator()((z, y), training=False))
-      return out["pool_3"], out["logits"]
+      images = call_generator()((z, y), training=False)
+      out = classifier(images)
+      return out["pool_3"], out["logits"], _finite_rows(images)
 
     @tf.function(reduce_retracing=True)
     def step(batch):
-      pool, logits = strategy.run(replica_fn, args=batch)
-      return strategy.gather(pool, axis=0), strategy.gather(logits, axis=0)
+      outputs = strategy.run(replica_fn, args=batch)
+      return [strategy.gather(o, axis=0) for o in outputs]
 
     # The entry holds classifier and strategy, so their ids cannot be reused meanwhile.
     per_generator[key] = (classifier, strategy, step)
@@ -220,10 +234,12 @@ def dataset_features(dataset, classifier, num_samples, strategy=None,
 
   def replica_fn(batch):
     labelled = isinstance(batch, (tuple, list))
-    out = classifier(batch[0] if labelled else batch)
+    images = batch[0] if labelled else batch
+    out = classifier(images)
+    outputs = (out["pool_3"], out["logits"], _finite_rows(images))
     if labelled:
-      return out["pool_3"], out["logits"], tf.cast(tf.reshape(batch[1], [-1]), tf.int32)
-    return out["pool_3"], out["logits"]
+      return outputs + (tf.cast(tf.reshape(batch[1], [-1]), tf.int32),)
+    return outputs
 
   @tf.function(reduce_retracing=True)
   def step(batch):
