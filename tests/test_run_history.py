@@ -3,6 +3,7 @@ config, no silent restart from an older step, dry runs that write nothing."""
 import hashlib
 import json
 import os
+import shutil
 
 from absl import flags
 from absl.testing import flagsaver
@@ -16,6 +17,7 @@ from hamgan import run_dir
 from hamgan.cli import eval as eval_cli
 from hamgan.cli import train as train_cli
 from hamgan.evaluation import digits_classifier
+from hamgan.evaluation import evaluator
 
 FLAGS = flags.FLAGS
 TINY = ["Generator.ch = 2", "Discriminator.ch = 2", "Generator.z_dim = 8",
@@ -117,12 +119,12 @@ def test_milestones_survive_and_each_step_is_scored_under_its_launch_config(
   assert [r["step"] for r in evaluate("--checkpoint=60", "--batch_size=20")] == [60]
 
 
-def test_dry_run_changes_nothing_on_disk(tmp_path, data_dir, capsys):
+def test_dry_run_changes_nothing_on_disk(tmp_path, trained, data_dir, capsys):
   absent = tmp_path / "absent"
   _train(absent, data_dir, "train.num_steps = 20", dry_run=True)
   assert not absent.exists()
   run = tmp_path / "run"
-  _train(run, data_dir, "train.num_steps = 20")
+  shutil.copytree(trained, run)
   assert run_dir.is_done(str(run))
   before = _tree(run)
   # A longer run's dry run would remove TRAINING_DONE in a real launch; not in a dry run.
@@ -196,9 +198,9 @@ def test_data_loss_on_the_newest_uses_the_older_one(tmp_path, monkeypatch):
 
 
 def test_training_stops_with_a_message_when_checkpoints_are_unreadable(
-    tmp_path, data_dir, monkeypatch, capsys):
+    tmp_path, trained, data_dir, monkeypatch, capsys):
   run = tmp_path / "run"
-  _train(run, data_dir, "train.num_steps = 20")
+  shutil.copytree(trained, run)
   monkeypatch.setattr(checkpoints, "RETRY_SECONDS", 1.0)
   monkeypatch.setattr(checkpoints, "_FIRST_RETRY_SECONDS", 0.2)
 
@@ -213,3 +215,70 @@ def test_training_stops_with_a_message_when_checkpoints_are_unreadable(
   err = capsys.readouterr().err
   assert "could not read" in err and "ckpt-20" in err and "no sign of damage" in err, err
   assert _tree(run) == before  # nothing restarted from step 0
+
+
+# ------------------------------------------------------------------ damaged or changed
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+  """A finished 20-step run (milestone and checkpoint at 20); copy it before changing it."""
+  run = tmp_path_factory.mktemp("trained") / "run"
+  _train(run, data_dir, "train.num_steps = 20")
+  gin.clear_config()
+  return run
+
+
+def _truncate_data(prefix):
+  data = prefix + ".data-00000-of-00001"
+  with open(data, "r+b") as f:
+    f.truncate(os.path.getsize(data) // 2)
+
+
+def test_damaged_checkpoint_in_eval_is_named_and_skipped_by_all(
+    tmp_path, trained, data_dir, classifier_path):
+  run = tmp_path / "run"
+  shutil.copytree(trained, run)
+  _truncate_data(str(run / "milestones" / "ckpt-20"))
+  settings = evaluator.EvalSettings(num_samples=20, batch_size=10, data_dir=data_dir,
+                                    classifier_path=classifier_path,
+                                    cache_dir=str(tmp_path / "cache"))
+  ev = evaluator.Evaluator(str(run), settings)
+  with pytest.raises(evaluator.DamagedCheckpointError, match=r"milestones/ckpt-20 is "
+                     r"damaged \(.*\).*--checkpoint=<another step>"):
+    ev.evaluate(checkpoints.find_checkpoint(str(run)))
+  assert ev.evaluate_all() == []  # skipped with a warning, nothing scored
+  assert run_dir.read_results(str(run)) == []
+
+
+def test_resume_with_another_model_shape_names_the_checkpoint(
+    tmp_path, trained, data_dir, capsys):
+  run = tmp_path / "run"
+  shutil.copytree(trained, run)
+  before = _tree(run)
+  with pytest.raises(SystemExit) as info:
+    _train(run, data_dir, "train.num_steps = 40", "Generator.ch = 3",
+           allow_config_change=True)
+  assert info.value.code == 2
+  err = capsys.readouterr().err
+  assert "checkpoints/ckpt-20 holds networks or optimizers of another shape" in err, err
+  assert "operative_config-<step>.gin" in err and "Traceback" not in err
+  assert _tree(run) == before
+
+
+def test_corrupt_checkpoint_state_file_hides_no_checkpoint(tmp_path, trained):
+  run = tmp_path / "run"
+  shutil.copytree(trained, run)
+  with open(run / "checkpoints" / "checkpoint", "w") as f:
+    f.write("model_checkpoint_path: {{{ garbage")
+  assert [s for s, _ in checkpoints.list_checkpoints(str(run))] == [20]
+  assert checkpoints.find_checkpoint(str(run)).endswith("ckpt-20")
+
+
+def test_garbage_config_is_named(tmp_path, trained):
+  run = tmp_path / "run"
+  shutil.copytree(trained, run)
+  config = run / run_dir.launch_config_name(0)
+  config.write_text("Generator.ch = = (((\n")
+  with pytest.raises(ValueError, match=r"operative_config-0.gin is not a readable gin config"):
+    run_dir.load_config(run_dir.config_for_step(str(run), 20))

@@ -62,6 +62,10 @@ def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_
   return values, feats
 
 
+class DamagedCheckpointError(ValueError):
+  """The checkpoint asked for does not read back whole."""
+
+
 @dataclasses.dataclass
 class EvalSettings:
   """What hamgan-eval's flags set."""
@@ -219,6 +223,11 @@ class Evaluator:
     """Evaluates one checkpoint; returns its results row, or None if already done."""
     s = self.settings
     start = time.time()
+    problem = checkpoints.checkpoint_problem(checkpoint_path, require_finite=False)
+    if problem is not None:
+      raise DamagedCheckpointError(
+          f"checkpoint {checkpoint_path} is damaged ({problem}); it cannot be evaluated. "
+          "Pass --checkpoint=<another step> (--all skips damaged ones).")
     step = checkpoints.checkpoint_step(checkpoint_path)
     g = self.generator_for(step)
     key = restore.restore_generator(g, checkpoint_path, s.use_ema)
@@ -250,8 +259,14 @@ class Evaluator:
     return row
 
   def evaluate_all(self):
-    """Every milestone and checkpoint not yet evaluated; returns the new rows."""
-    rows = [self.evaluate(path) for _, path in self.checkpoints()]
+    """Every milestone and checkpoint not yet evaluated (damaged ones skipped with a
+    warning); returns the new rows."""
+    rows = []
+    for _, path in self.checkpoints():
+      try:
+        rows.append(self.evaluate(path))
+      except DamagedCheckpointError as e:
+        logging.warning("%s", e)
     return [r for r in rows if r is not None]
 
   def watch(self, poll_s=30.0, timeout_s=None):

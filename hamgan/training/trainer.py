@@ -237,7 +237,14 @@ class Trainer:
   def _restore_or_initialise(self):
     latest = self._restore_path
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      try:
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+      except (ValueError, AssertionError) as e:
+        raise ValueError(
+            f"checkpoint {latest} holds networks or optimizers of another shape than this "
+            f"launch builds ({str(e).strip().splitlines()[0][:300]}). Resume with the "
+            "bindings the run was trained with (its operative_config-<step>.gin), or "
+            "train into a new --model_dir.") from e
       logging.info("Restored %s (step %d).", latest, int(self.step.numpy()))
     else:
       for e, g, _ in self._ema_pairs:
