@@ -2,6 +2,7 @@
 import pathlib
 
 import gin
+import numpy as np
 import pytest
 
 from hamgan.cli import train as train_cli
@@ -73,3 +74,18 @@ def test_every_config_bounds_its_loops_and_tpu_configs_save_every_15_minutes(pat
   if "--tpu" in path.read_text() or cfg.dataset == "imagenet2012":
     assert cfg.checkpoint_every_secs is not None and cfg.checkpoint_every_secs <= 15 * 60, (
         f"{path.name}: a TPU config must save at least every 15 minutes")
+
+
+def test_decide_takes_any_stop_any_due_and_the_slowest_time():
+  from hamgan.training import train_loop  # pylint: disable=import-outside-toplevel
+  # Three tasks: (stop asked, checkpoint due, seconds per step).
+  facts = np.array([[0, 0, 0.2], [1, 0, 0.5], [0, 1, 0.3]])
+  d = train_loop.decide(facts)
+  assert (d.stop, d.checkpoint_due, d.seconds_per_step) == (True, True, 0.5)
+  d = train_loop.decide(np.array([[0, 0, 0.2], [0, 0, np.nan]]))  # one not measured yet
+  assert (d.stop, d.checkpoint_due, d.seconds_per_step) == (False, False, None)
+
+
+def test_milestones_are_every_interval_and_the_last_step():
+  from hamgan.training import train_loop  # pylint: disable=import-outside-toplevel
+  assert [s for s in range(1, 56) if train_loop.is_milestone(s, 55, 20)] == [20, 40, 55]

@@ -10,13 +10,13 @@ A loop is cut at every log, summary and checkpoint step, so those happen at
 exact steps, and sized by `loop_control.LoopClock` so that it lasts at most
 `train.max_loop_seconds`.
 """
+import dataclasses
 import math
 import time
 
 from absl import logging
-import numpy as np
-
 import gin
+import numpy as np
 
 from hamgan import run_dir
 from hamgan.training import hooks as hooks_lib
@@ -40,6 +40,45 @@ def _start_launch(trainer, step):
     run_dir.write_launch_config(trainer.model_dir, step, gin.operative_config_str())
 
 
+@dataclasses.dataclass
+class Decision:
+  """What every task does after a loop, decided from the facts all tasks gathered."""
+  stop: bool  # some task asked to stop (a signal, a hook)
+  checkpoint_due: bool  # some task's clock says a time-based checkpoint is due
+  seconds_per_step: float  # the slowest task's, or None when not every task measured
+
+
+def decide(facts):
+  """Decision from the gathered (tasks, 3) array: stop, checkpoint due, seconds/step."""
+  facts = np.asarray(facts, np.float64)
+  times = facts[:, _SECONDS_PER_STEP]
+  return Decision(stop=bool(facts[:, _STOP].max()),
+                  checkpoint_due=bool(facts[:, _CHECKPOINT_DUE].max()),
+                  seconds_per_step=float(times.max()) if np.all(np.isfinite(times)) else None)
+
+
+def is_milestone(step, target, checkpoint_every):
+  """True where a step's checkpoint is kept for good: every checkpoint_every, the last."""
+  return step % checkpoint_every == 0 or step >= target
+
+
+class _Speed:
+  """Steps and images per second between two log rows."""
+
+  def __init__(self, step, config):
+    self.step, self.time, self.config = step, time.time(), config
+    self.rates = {"speed/steps_per_sec": 0.0, "speed/images_per_sec": 0.0}
+
+  def measure(self, step):
+    now = time.time()
+    per_sec = (step - self.step) / max(now - self.time, 1e-9)
+    # Images per second: real images consumed by the D steps.
+    self.rates = {"speed/steps_per_sec": per_sec,
+                  "speed/images_per_sec": per_sec * self.config.batch_size * self.config.d_steps}
+    self.step, self.time = step, now
+    return now
+
+
 def run(trainer, num_steps=None, hooks=()):
   """Trains until step `num_steps` (default config.num_steps); returns the last metrics."""
   cfg = trainer.config
@@ -48,57 +87,72 @@ def run(trainer, num_steps=None, hooks=()):
   _start_launch(trainer, step)
   clock = loop_control.LoopClock(cfg.max_loop_seconds, cfg.steps_per_loop)
   timer = loop_control.CheckpointTimer(cfg.checkpoint_every_secs)
-  metrics = {}
-  mark_step, mark_time = step, time.time()
-  rates = {"speed/steps_per_sec": 0.0, "speed/images_per_sec": 0.0}
+  speed, metrics = _Speed(step, cfg), {}
   trainer.stopped_by = None
   while step < target:
-    n = loop_size(step, target, clock.steps(), cfg)
-    clock.start()
-    metrics = trainer.run_loop(n)
-    measured = clock.stop(n)
-    step = trainer.last_step = int(trainer.step.numpy())
+    metrics, step, measured = _run_loop(trainer, clock, step, target)
     asked = hooks_lib.should_stop(hooks, trainer, step, metrics)
-    facts = trainer.agreement.agree(
-        [float(asked), float(timer.due()), math.nan if measured is None else measured])
-    stop = bool(facts[:, _STOP].max())
-    times = facts[:, _SECONDS_PER_STEP]
-    clock.update(float(np.max(times)) if np.all(np.isfinite(times)) else None)
-    after_hooks = int(trainer.step.numpy())
-    if after_hooks != step:
+    decision = _agree(trainer, clock, timer, asked, measured)
+    if int(trainer.step.numpy()) != step:
       # A rollback restored an older step: this loop's results are gone; go on from there.
-      step = after_hooks
-      if stop:
-        trainer.stopped_by = "this worker" if asked else "another worker"
+      step = int(trainer.step.numpy())
+      if decision.stop:
+        _note_stop(trainer, asked, step)
         break
       continue
-    if stop and not asked:
-      logging.warning("Another worker asked to stop: agreed to stop at step %d.", step)
-    last = step >= target or stop
-    if step % cfg.log_every == 0 or last:
-      now = time.time()
-      steps_per_sec = (step - mark_step) / max(now - mark_time, 1e-9)
-      # Images per second: real images consumed by the D steps.
-      rates = {"speed/steps_per_sec": steps_per_sec,
-               "speed/images_per_sec": steps_per_sec * cfg.batch_size * cfg.d_steps}
-      _log(trainer, step, target, metrics, rates, now)
-      mark_step, mark_time = step, now
-    if trainer.is_chief and (step % cfg.summary_every == 0 or last):
-      _write_summaries(trainer, step, metrics, rates)
-    due = bool(facts[:, _CHECKPOINT_DUE].max())
-    milestone = step % cfg.checkpoint_every == 0 or step >= target
-    if milestone or last or due:
-      if hooks_lib.may_save(hooks, trainer, step, metrics):
-        trainer.save(step, milestone=milestone)
-        timer.saved()
-    if stop:
-      trainer.stopped_by = "this worker" if asked else "another worker"
-      logging.info("Training stopped at step %d (asked by %s).", step, trainer.stopped_by)
+    last = step >= target or decision.stop
+    _log_and_summarise(trainer, speed, step, target, metrics, last)
+    milestone = is_milestone(step, target, cfg.checkpoint_every)
+    if milestone or last or decision.checkpoint_due:
+      _save(trainer, hooks, timer, step, metrics, milestone)
+    if decision.stop:
+      _note_stop(trainer, asked, step)
       break
   trainer.last_step = step
   if step >= cfg.num_steps and trainer.is_chief:
     run_dir.write_done(trainer.model_dir, step)
   return metrics
+
+
+def _run_loop(trainer, clock, step, target):
+  """One compiled loop, sized by the clock and cut at every interval;
+  (metrics, the step reached, its seconds per step or None)."""
+  n = loop_size(step, target, clock.steps(), trainer.config)
+  clock.start()
+  metrics = trainer.run_loop(n)
+  measured = clock.stop(n)
+  trainer.last_step = int(trainer.step.numpy())
+  return metrics, trainer.last_step, measured
+
+
+def _agree(trainer, clock, timer, asked, measured):
+  """Gathers every task's stop request, checkpoint clock and step time; one Decision."""
+  decision = decide(trainer.agreement.agree(
+      [float(asked), float(timer.due()), math.nan if measured is None else measured]))
+  clock.update(decision.seconds_per_step)
+  return decision
+
+
+def _note_stop(trainer, asked, step):
+  trainer.stopped_by = "this worker" if asked else "another worker"
+  if not asked:
+    logging.warning("Another worker asked to stop: agreed to stop at step %d.", step)
+  logging.info("Training stopped at step %d (asked by %s).", step, trainer.stopped_by)
+
+
+def _log_and_summarise(trainer, speed, step, target, metrics, last):
+  cfg = trainer.config
+  if step % cfg.log_every == 0 or last:
+    now = speed.measure(step)
+    _log(trainer, step, target, metrics, speed.rates, now)
+  if trainer.is_chief and (step % cfg.summary_every == 0 or last):
+    _write_summaries(trainer, step, metrics, speed.rates)
+
+
+def _save(trainer, hooks, timer, step, metrics, milestone):
+  if hooks_lib.may_save(hooks, trainer, step, metrics):
+    trainer.save(step, milestone=milestone)
+    timer.saved()
 
 
 def _write_summaries(trainer, step, metrics, rates):
