@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hamgan import run_dir
 from hamgan import checkpoints
 from hamgan import models
+from hamgan import run_dir
 from hamgan.layers.registry import CONTEXT_NAMES
 from hamgan.training import losses
 from hamgan.training import strategy as strategy_lib

@@ -8,10 +8,11 @@ import tensorflow as tf
 
 from hamgan import checkpoints
 from hamgan import models
+from hamgan import run_dir
 from hamgan.training import fault_tolerance
 from hamgan.training import optimizers
-from hamgan import run_dir
 from hamgan.training import trainer as trainer_lib
+import fault_injection
 import test_training  # the fixed random data stream of the trainer's tests
 
 NUM_CLASSES = 10  # the digits data set's
@@ -57,7 +58,7 @@ def test_rollback_in_the_last_loop_writes_no_done_and_reports_no_success(tmp_pat
   run = tmp_path / "run"
   trainer = _trainer(run, _config(num_steps=4))
   # The last loop (steps 3-4) sees NaN images; the guard rolls back to ckpt-2 once.
-  hooks = [fault_tolerance.DivergenceGuard(max_rollbacks=1), fault_tolerance.PoisonData(2)]
+  hooks = [fault_tolerance.DivergenceGuard(max_rollbacks=1), fault_injection.PoisonData(2)]
   with pytest.raises(fault_tolerance.DivergenceError, match="after 1 rollback"):
     trainer.train(hooks=hooks)
   assert not (run / run_dir.DONE_FILE).exists()

@@ -15,7 +15,6 @@ last checkpoint, and from ever producing a checkpoint that cannot be used:
   smaller learning rates, a bounded number of times.
 * Restores go through `hamgan.training.resume.agreed_checkpoint`: the newest
   checkpoint whose every tensor reads back (and is finite) on every task.
-* `PoisonData`: a fault-injection tool for tests (NaN images from a given step).
 
 On several hosts a signal reaches one worker, but every worker must stop and
 save at the same step: after each loop the trainer gathers every task's stop
@@ -26,7 +25,6 @@ loop boundaries the trainer already has. See docs/reliability.md.
 """
 import dataclasses
 import signal
-from typing import Optional
 
 from absl import logging
 import gin
@@ -56,14 +54,11 @@ class FaultToleranceConfig:
       with the learning rates times `rollback_lr_factor`, at most this many times
       per process (0: stop at once).
     rollback_lr_factor: learning-rate multiplier per rollback, in (0, 1).
-    inject_nan_at_step: FAULT INJECTION FOR TESTS ONLY: from this step on the real
-      images are NaN, so the losses become NaN. None (the default) in real runs.
   """
   handle_signals: bool = True
   check_weights: bool = True
   max_rollbacks: int = 0
   rollback_lr_factor: float = 0.5
-  inject_nan_at_step: Optional[int] = None
 
   def __post_init__(self):
     if (not isinstance(self.max_rollbacks, (int, np.integer))
@@ -75,11 +70,6 @@ class FaultToleranceConfig:
         or not 0.0 < self.rollback_lr_factor < 1.0):
       raise ValueError(f"fault_tolerance.rollback_lr_factor={self.rollback_lr_factor!r} "
                        "is outside (0, 1); pass e.g. 0.5 to halve the learning rates.")
-    step = self.inject_nan_at_step
-    if step is not None and (not isinstance(step, (int, np.integer)) or isinstance(step, bool)
-                             or step < 0):
-      raise ValueError(f"fault_tolerance.inject_nan_at_step={step!r} is not a step >= 0; "
-                       "leave it unset (None) outside fault-injection tests.")
 
 
 def make_hooks(config=None):
@@ -94,8 +84,6 @@ def make_hooks(config=None):
                            config.rollback_lr_factor)]
   if config.handle_signals:
     hooks.append(SignalHook())
-  if config.inject_nan_at_step is not None:
-    hooks.append(PoisonData(config.inject_nan_at_step))
   return hooks
 
 
@@ -266,32 +254,3 @@ class DivergenceGuard(hooks_lib.Hook):
         self.max_rollbacks, path, good_step, rates[trainer.g_optimizer],
         rates[trainer.d_optimizer])
     return True
-
-
-# ------------------------------------------------------------------ fault injection
-
-
-class PoisonData(hooks_lib.Hook):
-  """FAULT INJECTION (tests only): from `step` on, every real image is NaN.
-
-  After the loop that reaches `step`, swaps the trainer's input iterator for
-  the same pipeline with NaN images, so the next loop's losses are NaN as they
-  would be after a corrupt batch. Never use it in a real run.
-  """
-
-  def __init__(self, step):
-    self.step = int(step)
-    self.done = False
-
-  def after_loop(self, trainer, step, metrics):
-    del metrics
-    if self.done or step < self.step:
-      return Action.CONTINUE
-    self.done = True
-    logging.warning("FAULT INJECTION: real images are NaN from step %d on.", step)
-
-    # Same per-replica (B, S, S, 3) images, all NaN.
-    dataset = trainer.make_distributed_dataset(
-        lambda ds: ds.map(lambda x, y: (x * np.float32("nan"), y)))
-    trainer._iterator = iter(dataset)  # pylint: disable=protected-access
-    return Action.CONTINUE
