@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from hamgan import checkpoints
 from hamgan import run_dir
+from hamgan import tpu
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import images as images_lib
@@ -324,7 +325,7 @@ def evaluate_checkpoint(model_dir, checkpoint=None, settings=None, strategy=None
 def hamgan_dataset(dataset, split, data_dir, resolution, batch_size, strategy):
   """The real split in order, at G's resolution; whole batches only on a TPU."""
   from hamgan import data  # pylint: disable=g-import-not-at-top
-  on_tpu = "TPU" in type(strategy).__name__  # static shapes: drop the last partial batch
+  on_tpu = tpu.is_tpu_strategy(strategy)  # static shapes: drop the last partial batch
   return data.make_dataset(dataset, split, image_size=resolution, batch_size=batch_size,
                            data_dir=data_dir, shuffle=False, repeat=False,
                            drop_remainder=on_tpu)

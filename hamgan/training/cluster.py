@@ -25,6 +25,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from hamgan import tpu
+
 RESTART_HINT = ("restart every worker of the job with the same command; training "
                 "resumes from the last checkpoint in model_dir")
 
@@ -46,7 +48,7 @@ def num_workers(strategy):
 def task_id(strategy):
   """This process's index among the training tasks (0 on the chief)."""
   if num_workers(strategy) == 1:
-    return _tpu_host_index() if "TPU" in type(strategy).__name__ else 0
+    return _tpu_host_index() if tpu.is_tpu_strategy(strategy) else 0
   resolver = _resolver(strategy)
   spec = resolver.cluster_spec().as_dict()
   if resolver.task_type == "chief":

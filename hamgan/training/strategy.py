@@ -151,8 +151,3 @@ def resolve_strategy(tpu=None, worker_timeout_secs=None):
                type(strategy).__name__, strategy.num_replicas_in_sync,
                f" (TPU {tpu!r})" if kind == TPU else "")
   return strategy
-
-
-def is_tpu_strategy(strategy):
-  """True for TPUStrategy (and its experimental variants)."""
-  return "TPUStrategy" in type(strategy).__name__
