@@ -184,6 +184,84 @@ def test_no_file_in_hamgan_over_400_lines():
                           "concepts):\n  " + "\n  ".join(long_files))
 
 
+# ------------------------------------------------------------------ functions, layers, indexes
+
+MAX_FUNCTION_LINES = 60
+# Blocks of flag definitions: long by nature, one statement per flag.
+FLAG_BLOCKS = ("define_flags",)
+# Names that belong to the tests' fault injection, never to the package.
+TEST_ONLY_NAMES = ("PoisonData", "inject_nan", "FAULT INJECTION")
+
+
+def long_functions(path, limit=MAX_FUNCTION_LINES, exempt=FLAG_BLOCKS):
+  """['file:line name (N lines)'] of functions in `path` longer than `limit` lines."""
+  with open(path, encoding="utf-8") as f:
+    tree = ast.parse(f.read(), filename=path)
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in exempt:
+      n = node.end_lineno - node.lineno + 1
+      if n > limit:
+        found.append(f"{os.path.relpath(path, REPO)}:{node.lineno} {node.name} ({n} lines)")
+  return found
+
+
+def test_long_function_finder(tmp_path):
+  body = "\n".join(f"  x{i} = {i}" for i in range(61))
+  path = tmp_path / "m.py"
+  path.write_text(f"def long():\n{body}\n\ndef define_flags():\n{body}\n\n"
+                  "def short():\n  return 1\n")
+  assert [f.split(" ", 1)[1] for f in long_functions(str(path))] == ["long (62 lines)"]
+
+
+def test_no_function_in_hamgan_over_60_lines():
+  found = [f for path in package_modules().values() for f in long_functions(path)]
+  assert not found, (f"functions over {MAX_FUNCTION_LINES} lines (split them into named "
+                     "steps):\n  " + "\n  ".join(found))
+
+
+def test_no_thread_local_state_in_layers():
+  for path in glob.glob(os.path.join(PACKAGE, "layers", "*.py")):
+    with open(path, encoding="utf-8") as f:
+      assert "threading.local" not in f.read(), (
+          f"{os.path.relpath(path, REPO)} keeps thread-local state: pass it as an argument")
+
+
+def test_no_test_only_names_in_the_package():
+  for path in package_modules().values():
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+    for name in TEST_ONLY_NAMES:
+      assert name not in text, f"{os.path.relpath(path, REPO)} names {name!r}: tests/ only"
+
+
+def test_every_package_index_names_exactly_its_modules():
+  """A package __init__ that lists its modules (a `Modules` block of `name  text` lines)
+  lists every module of the package and no other."""
+  for init in glob.glob(os.path.join(PACKAGE, "**", "__init__.py"), recursive=True):
+    folder = os.path.dirname(init)
+    with open(init, encoding="utf-8") as f:
+      doc = ast.get_docstring(ast.parse(f.read())) or ""
+    if "Modules" not in doc:
+      continue
+    block = doc.split("Modules", 1)[1].split("\n\n")[0]
+    listed = set(re.findall(r"^\s{2}(\w+)\s{2,}", block, re.M))
+    actual = {f[:-3] for f in os.listdir(folder)
+              if f.endswith(".py") and f != "__init__.py"}
+    assert listed == actual, (f"{os.path.relpath(init, REPO)}: listed but missing "
+                              f"{sorted(listed - actual)}, present but not listed "
+                              f"{sorted(actual - listed)}")
+
+
+@pytest.mark.parametrize("package", ["hamgan.evaluation", "hamgan.compare"])
+def test_evaluation_and_compare_import_nothing_from_training(package):
+  graph = import_graph(package_modules())
+  found = sorted(f"{m} -> {t}" for m, targets in graph.items()
+                 if m == package or m.startswith(package + ".")
+                 for t in targets if t.startswith("hamgan.training"))
+  assert not found, "\n".join(found)
+
+
 # ------------------------------------------------------------------ tools and --help
 
 def console_scripts():

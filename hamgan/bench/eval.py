@@ -109,12 +109,19 @@ def measure(num_samples=1000, batch_size=100, image_size=32, ch=16, context="non
   for _ in range(repeats):
     bare_runs.append(_timed(bare))
     pipe_runs.append(_timed(pipeline))
-  bare_times, pipe_times = [w for w, _ in bare_runs], [w for w, _ in pipe_runs]
-  bare_cpu, pipe_cpu = [c for _, c in bare_runs], [c for _, c in pipe_runs]
   result = dict(
       device=(tf.config.list_physical_devices("GPU") or ["CPU"])[0],
       num_samples=num_samples, batch_size=batch_size, image_size=image_size, ch=ch,
-      classifier=classifier_path if tmp is None else f"stand-in CNN at {classifier_size}px",
+      classifier=classifier_path if tmp is None else f"stand-in CNN at {classifier_size}px")
+  result.update(_summary(bare_runs, pipe_runs))
+  return result
+
+
+def _summary(bare_runs, pipe_runs):
+  """Best and median times of both paths, their CPU times, and the pipeline's overhead."""
+  bare_times, pipe_times = [w for w, _ in bare_runs], [w for w, _ in pipe_runs]
+  bare_cpu, pipe_cpu = [c for _, c in bare_runs], [c for _, c in pipe_runs]
+  result = dict(
       bare_s=min(bare_times), pipeline_s=min(pipe_times),
       bare_median_s=statistics.median(bare_times),
       pipeline_median_s=statistics.median(pipe_times),

@@ -152,21 +152,32 @@ def _child(spec):
       ref_layer, ref_train, _, _ = _build(ref, spec["shape"], 6)
       prepare(ref_layer, ref_train)
       fns[ref] = ref_train
-  times = {k: [] for k in fns}
-  start = time.perf_counter()
-  while (len(times[module]) < spec["reps"] or
-         (time.perf_counter() - start < spec["min_seconds"] and len(times[module]) < 50)):
-    for k, fn in fns.items():  # round robin: load changes hit every module alike
-      times[k].append(once(fn))
-  train_s = float(np.median(times[module]))
-  forward_s = float(np.median(times.pop("forward")))
-  ratios = {f"vs_{k}": train_s / float(np.median(v)) for k, v in times.items()}
+  times = _round_robin(fns, module, spec, once)
+  train_s = times[module]
+  forward_s = times.pop("forward")
+  # The references' times beside the module's, from the same round robin: the ratios
+  # are computed from these, never from another process's row.
+  side_by_side = {k: v * 1e3 for k, v in times.items()}
+  ratios = {f"vs_{k}": train_s / v for k, v in times.items()}
   params = int(sum(np.prod(v.shape) for v in layer.trainable_variables))
   # Backward = (forward + backward) - forward in training mode, timed side by side.
   print(json.dumps(dict(spec, train_ms=train_s * 1e3, infer_ms=infer_s * 1e3,
                         backward_ms=max(train_s - forward_s, 0.0) * 1e3,
                         peak_mb=peak_mb, params=params, ratios=ratios,
+                        side_by_side_ms=side_by_side,
                         gmacs=macs(module, spec["shape"], steps) / 1e9)))
+
+
+def _round_robin(fns, module, spec, once):
+  """{name: median seconds}, timing every fn in turn so load changes hit all alike."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  times = {k: [] for k in fns}
+  start = time.perf_counter()
+  while (len(times[module]) < spec["reps"] or
+         (time.perf_counter() - start < spec["min_seconds"] and len(times[module]) < 50)):
+    for k, fn in fns.items():
+      times[k].append(once(fn))
+  return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def _measure(spec, timeout):
@@ -182,16 +193,27 @@ def _measure(spec, timeout):
 
 
 def _ratio(row, ref):
+  """'1.28x (108/85 ms)': the ratio and the two times it comes from, timed side by side
+  in this row's process (the `train ms` column of another row is another process's)."""
   value = row.get("ratios", {}).get(f"vs_{ref}")
-  return "-" if value is None else f"{value:.2f}x"
+  if value is None:
+    return "-"
+  mine = row.get("side_by_side_ms", {}).get(row["module"], row["train_ms"])
+  theirs = row.get("side_by_side_ms", {}).get(ref)
+  return f"{value:.2f}x" + (f" ({mine:.0f}/{theirs:.0f} ms)" if theirs else "")
 
 
 def format_table(rows):
-  """Markdown table of one shape's rows, with ratios to SAGAN and YLG (steps=6 rows)."""
+  """Markdown table of one shape's rows, with ratios to SAGAN and YLG (steps=6 rows).
+
+  `train ms` is each row's own process; a ratio column holds the ratio and the two
+  times it was computed from, measured round robin in that row's process.
+  """
   by = {(r["module"], r["steps"]): r for r in rows}
   sagan = by.get(("sagan", 6))
   lines = ["| module | steps | params | GMACs | train ms | backward ms | infer ms | peak MB "
-           "| train vs SAGAN | train vs YLG | peak vs SAGAN |",
+           "| train vs SAGAN (side by side) | train vs YLG (side by side) "
+           "| peak vs SAGAN |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     if "error" in r:
@@ -207,7 +229,7 @@ def format_table(rows):
   return "\n".join(lines)
 
 
-def main(argv=None):
+def _parser():
   parser = argparse.ArgumentParser(
       prog="hamgan-bench modules",
       description="Times forward+backward, counts MACs/params and peak memory of the "
@@ -227,6 +249,11 @@ def main(argv=None):
                            "at 128x128 is as costly as SAGAN's)")
   add_output_flags(parser, "modules")
   parser.add_argument("--child", help=argparse.SUPPRESS)
+  return parser
+
+
+def main(argv=None):
+  parser = _parser()
   args = parser.parse_args(argv)
   if args.child:
     _child(json.loads(args.child))
@@ -240,38 +267,41 @@ def main(argv=None):
     if m not in MODULES:
       parser.error(f"--modules: unknown module {m!r}; expected names from {list(MODULES)}")
   skip_ylg = set(args.skip_ylg_on.split(","))
-  tables = []
-  for shape_name in shapes:
-    shape = SHAPES[shape_name]
-    plan = [(m, 6) for m in modules if not (m == "ylg" and shape_name in skip_ylg)]
-    if not args.no_sweep and "ham_nmf" in modules:
-      plan += [("ham_nmf", s) for s in STEP_SWEEP if s != 6]
-    rows = []
-    for module, steps in plan:
-      references = ["sagan"] + ([] if shape_name in skip_ylg else ["ylg"])
-      spec = dict(shape_name=shape_name, shape=list(shape), module=module, steps=steps,
-                  reps=args.reps, min_seconds=args.min_seconds,
-                  references=[r for r in references if r in modules])
-      print(f"[{shape_name} {'x'.join(map(str, shape[:4]))}] {module} steps={steps} ...",
-            flush=True)
-      row = _measure(spec, args.timeout)
-      row["time"] = time.time()
-      rows.append(row)
-      write_results([row], args.out, "", "")  # row by row: a crash keeps the rows so far
-      if "error" in row:
-        print(f"  failed: {row['error']}", flush=True)
-      else:
-        print(f"  train {row['train_ms']:.1f} ms  infer {row['infer_ms']:.1f} ms  "
-              f"peak {row['peak_mb']:.0f} MB", flush=True)
-    b, h, w, c, r = shape
-    table = f"### {shape_name}: {b}x{h}x{w}x{c}, Hamburger R={r}\n\n" + format_table(rows)
-    tables.append(table)
-    print("\n" + table + "\n", flush=True)
+  tables = [_measure_shape(name, modules, skip_ylg, args) for name in shapes]
   markdown = "\n\n".join(tables)
   said = [f"rows appended to {args.out}"] if args.out else []
   said.append(write_results([], "", markdown, args.markdown))
   print("; ".join(part for part in said if part))
   return markdown
+
+
+def _measure_shape(shape_name, modules, skip_ylg, args):
+  """Measures every planned module at one shape, row by row; returns its table."""
+  shape = SHAPES[shape_name]
+  plan = [(m, 6) for m in modules if not (m == "ylg" and shape_name in skip_ylg)]
+  if not args.no_sweep and "ham_nmf" in modules:
+    plan += [("ham_nmf", s) for s in STEP_SWEEP if s != 6]
+  rows = []
+  for module, steps in plan:
+    references = ["sagan"] + ([] if shape_name in skip_ylg else ["ylg"])
+    spec = dict(shape_name=shape_name, shape=list(shape), module=module, steps=steps,
+                reps=args.reps, min_seconds=args.min_seconds,
+                references=[r for r in references if r in modules])
+    print(f"[{shape_name} {'x'.join(map(str, shape[:4]))}] {module} steps={steps} ...",
+          flush=True)
+    row = _measure(spec, args.timeout)
+    row["time"] = time.time()
+    rows.append(row)
+    write_results([row], args.out, "", "")  # row by row: a crash keeps the rows so far
+    if "error" in row:
+      print(f"  failed: {row['error']}", flush=True)
+    else:
+      print(f"  train {row['train_ms']:.1f} ms  infer {row['infer_ms']:.1f} ms  "
+            f"peak {row['peak_mb']:.0f} MB", flush=True)
+  b, h, w, c, r = shape
+  table = f"### {shape_name}: {b}x{h}x{w}x{c}, Hamburger R={r}\n\n" + format_table(rows)
+  print("\n" + table + "\n", flush=True)
+  return table
 
 
 if __name__ == "__main__":

@@ -229,18 +229,27 @@ def make_dataset(name="digits", split="train", image_size=32, batch_size=64,
                      "number of examples per batch, e.g. 64.")
   root = folder_lib.parse_name(name)
   spec = registry.dataset_spec(name)
-  crop = root is not None or spec.crop
   if root is not None:
     ds = _load_folder(root, split, shuffle, seed, input_context)
   else:
     ds = _load_tfds(name, split, data_dir, download, shuffle, seed, input_context)
+  if cache is None:
+    cache = spec is not None and spec.offline
+  preprocess = _preprocess_fn(root is not None or spec.crop, image_size)
+  return _batched(ds, preprocess, batch_size, shuffle, repeat, seed, shuffle_buffer,
+                  drop_remainder, cache)
 
+
+def _preprocess_fn(crop, image_size):
   def preprocess(image, label):
     image = decode_center_crop(image) if crop else image
     return to_model_range(image, image_size), tf.cast(label, tf.int32)
+  return preprocess
 
-  if cache is None:
-    cache = spec is not None and spec.offline
+
+def _batched(ds, preprocess, batch_size, shuffle, repeat, seed, shuffle_buffer,
+             drop_remainder, cache):
+  """Preprocessed (once, when cached), shuffled, repeated, batched and prefetched."""
   if cache:  # Preprocess once; later epochs only shuffle and batch.
     ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE).cache()
   if shuffle:
