@@ -6,6 +6,8 @@ Modules, one concept each:
   classifier         load the Inception module (or a local SavedModel) once per process.
   preprocessing      images in [-1, 1] -> the classifier's input size (bilinear).
   metrics            FID / IS / KID from features, with TF-GAN's functions.
+  metric_formulas    the same formulas in float64 NumPy (the current stack's, and the check).
+  latent             z and labels for generation, with the bounded truncation trick.
   features           stream samples through G and the classifier under a strategy.
   real_stats         real-data features, cached on disk under a full key.
   restore            G rebuilt from the config that trained a step, and its weights.
