@@ -9,40 +9,14 @@
     z = ConditionalBatchNorm(z, y)    only when `conditional` (the generator's form)
     return x + gamma * z              gamma: `residual_scale`, trainable scalar, 0 at init
 
-(docs/design.md, 'The Hamburger layer'; the hams are in `hamgan.layers.hams`.) The
-ham runs in float32 under any mixed-precision policy because multiplicative updates
-are fragile in bfloat16.
-
-State beyond the weights, updated only in training calls:
-* `last_relative_error`: ||X - recon||_F / ||X||_F of the last training call over the
-  global batch, for the trainer's summaries (how rough the early-stopped solution is).
-* with `init="online"`, `bases` (groups, dim, rank): the initial bases of every call,
-  an EMA (momentum `online_momentum`) of the batch-mean final bases, L2-normalised.
-* with `init="random"`, `bases_seed` (2,) int64: the stateless seed pair of the
-  random initial bases, [salt, counter]; the counter advances once per training call.
-
-Reproducible random bases. The bases are drawn with stateless RNG from `bases_seed`,
-a checkpointed variable, so a run resumed from a checkpoint draws what the
-uninterrupted run would have drawn. The salt mixes the `seed` argument with a CRC32
-of the layer's name (deterministic across processes, unlike Python's `hash`), so two
-Hamburgers of one model (distinct Keras names) draw different bases; being a variable,
-it travels with the checkpoint and with `set_weights`, so a copy of the layer (another
-process, or a second model built in the same process, whose auto-generated name
-differs) draws like the original once its weights are copied or restored (the
-restored salt wins over the copy's own `seed` and name). Inference calls read the
-counter without advancing it: for fixed weights the layer's inference output is
-deterministic until the next training call. With `inference_bases="fresh"` (the
-official TF code's behaviour) inference calls draw new bases instead, from the
-stateful RNG, and touch no state. XLA lowers the stateless RNG to another
-bit stream than the TF kernels, so compiled and uncompiled calls draw different
-(equally distributed) bases from one seed: compare runs compiled alike.
-
-Replicas. Every replica draws the bases of the *global* batch (num_replicas * batch
-rows per group) and keeps its own rows, those a single device running the whole
-global batch gives the same examples; so 2 replicas compute what 1 device does. A
-caller whose per-replica batch is several concatenated per-replica slices (e.g. a
-discriminator fed [real_r, fake_r]) declares it with `batch_segments(2)` around the
-call; the rows are then taken per segment.
+(docs/design.md, 'The Hamburger layer', says why each part is so; the hams are in
+`hamgan.layers.hams`.) Contract: the ham runs in float32 under any policy; training
+calls update `last_relative_error` and the bases state (`bases_seed` for random
+initial bases, `bases` for online ones), inference calls touch no state; the random
+bases are stateless draws from the checkpointed `bases_seed`, so a resumed run and a
+copy of the layer draw what the original would; every replica draws the bases of the
+global batch and keeps its own rows, so N replicas compute what one device does (a
+batch of several concatenated per-replica slices is declared with `batch_segments`).
 """
 import contextlib
 import threading
