@@ -6,6 +6,11 @@ Each RUN_DIR is the --model_dir of a hamgan-train run (local or gs://). Writes
 DIR/comparison.md (runs beside the paper's quoted figures), DIR/comparison.json
 (the same rows) and DIR/fid_vs_step.png. FID/IS columns are per evaluation
 protocol, so numbers measured differently are never ranked together.
+
+Runs whose configs differ only in train.seed form a group: per metric n, mean, std,
+the 95% Student-t interval, median and best-of-n (the paper's convention), Welch
+tests between groups, and a band plot per metric (DIR/seeds_NN_<metric>.png); see
+docs/comparison.md. hamgan-sweep trains and evaluates such groups.
 """
 import logging
 
