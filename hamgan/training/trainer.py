@@ -39,13 +39,13 @@ import gin
 
 from hamgan import checkpoints
 from hamgan import run_dir
+from hamgan import tpu
 from hamgan.layers import hamburger
 from hamgan.layers import registry as context_registry
 from hamgan.training import cluster
 from hamgan.training import ema
 from hamgan.training import losses
 from hamgan.training import resume
-from hamgan.training import strategy as strategy_lib
 from hamgan.training import summaries
 from hamgan.training import train_loop
 from hamgan.training import trainer_input
@@ -56,7 +56,7 @@ METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
 
 def _resolve_policy(setting, strategy):
   if setting == "auto":
-    return "mixed_bfloat16" if strategy_lib.is_tpu_strategy(strategy) else "float32"
+    return "mixed_bfloat16" if tpu.is_tpu_strategy(strategy) else "float32"
   return setting
 
 
@@ -101,7 +101,7 @@ class Trainer:
     if cfg.mode_seeking_weight and self.per_replica_batch % 2:
       raise ValueError(f"train.mode_seeking_weight pairs the rows of each replica's batch, "
                        f"but {self.per_replica_batch} per replica is odd; use an even one.")
-    self._is_tpu = strategy_lib.is_tpu_strategy(self.strategy)
+    self._is_tpu = tpu.is_tpu_strategy(self.strategy)
     if cfg.jit_compile and replicas > 1 and not self._is_tpu:
       raise ValueError(
           f"train.jit_compile=True with {type(self.strategy).__name__} over {replicas} "
