@@ -126,12 +126,7 @@ def _child(spec):
         t.numpy()
 
   def prepare(layer, train_step):
-    run(train_step)
-    # Sigma starts at 0, which would let a clever runtime skip the branch: make it count.
-    for var in layer.trainable_variables:
-      if var.shape.rank == 0:
-        var.assign(0.1)
-    run(train_step)
+    _warm_up(layer, lambda: run(train_step))
 
   rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   layer, train_step, forward_step, infer_step = _build(module, spec["shape"], steps)
@@ -166,6 +161,16 @@ def _child(spec):
                         peak_mb=peak_mb, params=params, ratios=ratios,
                         side_by_side_ms=side_by_side,
                         gmacs=macs(module, spec["shape"], steps) / 1e9)))
+
+
+def _warm_up(layer, train_once):
+  """Traces the step, then makes the residual scale count (sigma starts at 0, which
+  would let a clever runtime skip the branch) and runs it again."""
+  train_once()
+  for var in layer.trainable_variables:
+    if var.shape.rank == 0:
+      var.assign(0.1)
+  train_once()
 
 
 def _round_robin(fns, module, spec, once):
