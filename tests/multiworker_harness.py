@@ -4,9 +4,21 @@ Not a test module: the multi-worker tests import it. Every worker is a real
 `python -m hamgan.cli.train` subprocess with its own TF_CONFIG (free ports on the
 loopback), its stdout/stderr in a log file, and a bounded life: `Cluster` kills
 whatever is still running when its `with` block ends, whatever happened in it.
+
+Run as a script (`python multiworker_harness.py FLAGS`), this file is a worker that
+first applies the test doubles its environment names, then runs hamgan-train:
+
+  HAMGAN_TEST_DAMAGED=ckpt-4[,ckpt-N]  `hamgan.checkpoints.checkpoint_problem` reports
+      those checkpoints (by basename, in any directory) as damaged in this process only.
+  HAMGAN_TEST_REPORT_DIR=DIR  the worker writes DIR/restore-<task>.json, the
+      (path, step) that `resume.agreed_checkpoint` returned to it, and its own copy of
+      the full training state: DIR/<task>/restored right after the restore (or the
+      initialisation) and DIR/<task>/ckpt-N after each save. Every worker writes its
+      copies at the same points, as a save may read values through collectives.
 """
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -14,6 +26,8 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAMAGED_ENV = "HAMGAN_TEST_DAMAGED"
+REPORT_ENV = "HAMGAN_TEST_REPORT_DIR"
 
 
 def free_ports(count):
@@ -60,17 +74,25 @@ class Cluster:
     with open(self.log_path(index), errors="replace") as f:
       return f.read()
 
-  def start(self, args, env=None):
-    """Starts every worker with `python -m hamgan.cli.train ARGS` (args: list of flags)."""
+  def start(self, args, env=None, worker_env=None):
+    """Starts every worker with `python -m hamgan.cli.train ARGS` (args: list of flags).
+
+    `env` is added to every worker's environment, `worker_env` ({index: env}) to one
+    worker's; workers are started through this file's test doubles (see the module
+    docstring) when either names one of them.
+    """
     ports = free_ports(self.num_workers)
     base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1", CUDA_VISIBLE_DEVICES="")
     base.update(env or {})
+    envs = [dict(base, TF_CONFIG=tf_config(ports, i), **(worker_env or {}).get(i, {}))
+            for i in range(self.num_workers)]
+    doubles = any(name in e for e in envs for name in (DAMAGED_ENV, REPORT_ENV))
+    entry = [os.path.abspath(__file__)] if doubles else ["-m", "hamgan.cli.train"]
     self.procs, self.returncodes, self.ended_at = [], {}, {}
     for i in range(self.num_workers):
-      worker_env = dict(base, TF_CONFIG=tf_config(ports, i))
       with open(self.log_path(i), "a") as log:
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "hamgan.cli.train", *args], cwd=REPO, env=worker_env,
+            [sys.executable, *entry, *args], cwd=REPO, env=envs[i],
             stdout=log, stderr=subprocess.STDOUT))
     return self
 
@@ -130,3 +152,65 @@ class Cluster:
   def __exit__(self, *exc):
     self.kill_all()
     return False
+
+
+# ---------------------------------------------------------------- the worker's test doubles
+
+
+def _install_doubles():
+  """Applies the test doubles named by this process's environment (module docstring)."""
+  from hamgan import checkpoints  # pylint: disable=import-outside-toplevel
+  damaged = {n.strip() for n in os.environ.get(DAMAGED_ENV, "").split(",") if n.strip()}
+  if damaged:
+    real_problem = checkpoints.checkpoint_problem
+
+    def checkpoint_problem(path, *args, **kwargs):
+      if os.path.basename(path) in damaged:
+        return f"DataLossError: injected damage of {os.path.basename(path)} (test double)"
+      return real_problem(path, *args, **kwargs)
+    checkpoints.checkpoint_problem = checkpoint_problem
+    print(f"test double: this worker sees {sorted(damaged)} as damaged", flush=True)
+
+  report = os.environ.get(REPORT_ENV)
+  if report:
+    from hamgan.training import cluster  # pylint: disable=import-outside-toplevel
+    from hamgan.training import resume  # pylint: disable=import-outside-toplevel
+    from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    os.makedirs(report, exist_ok=True)
+    real_agreed = resume.agreed_checkpoint
+
+    def agreed_checkpoint(directory, agreement, *args, **kwargs):
+      path, step = real_agreed(directory, agreement, *args, **kwargs)
+      with open(os.path.join(report, f"restore-{task}.json"), "w") as f:
+        json.dump({"path": path, "step": step}, f)
+      return path, step
+    resume.agreed_checkpoint = agreed_checkpoint
+
+    def copy(trainer, name):
+      trainer.checkpoint.write(os.path.join(report, str(cluster.task_id(trainer.strategy)),
+                                            name))
+
+    # pylint: disable=protected-access
+    real_restore = trainer_lib.Trainer._restore_or_initialise
+
+    def restore_or_initialise(self):
+      real_restore(self)
+      copy(self, "restored")
+    trainer_lib.Trainer._restore_or_initialise = restore_or_initialise
+    # pylint: enable=protected-access
+
+    real_save = trainer_lib.Trainer.save
+
+    def save(self, step, milestone=False):
+      path = real_save(self, step, milestone)
+      copy(self, f"ckpt-{step}")
+      return path
+    trainer_lib.Trainer.save = save
+
+
+if __name__ == "__main__":
+  # As `python -m` would: the repository first, not this file's folder.
+  sys.path[0] = REPO
+  _install_doubles()
+  runpy.run_module("hamgan.cli.train", run_name="__main__", alter_sys=True)

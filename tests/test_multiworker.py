@@ -12,6 +12,8 @@ import os
 import signal
 import time
 
+import math
+
 import gin
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ import tensorflow as tf
 from hamgan import checkpoints
 from hamgan.cli import train as train_cli
 from hamgan import run_dir
+from hamgan.training import resume
 from hamgan.training import trainer as trainer_lib
 import multiworker_harness as harness
 
@@ -87,8 +90,9 @@ def test_two_workers_write_once_and_match_one_process(tmp_path):
   assert _log_steps(two) == [5, 10, 15, 20]
   assert len(os.listdir(os.path.join(two, "summaries"))) == 1
   assert sorted(os.listdir(two)) == sorted([
-      "checkpoints", "summaries", "samples", "train_log.jsonl", run_dir.DONE_FILE,
-      run_dir.OPERATIVE_CONFIG, run_dir.launch_config_name(0)])
+      "checkpoints", "milestones", "summaries", "samples", "train_log.jsonl",
+      run_dir.DONE_FILE, run_dir.OPERATIVE_CONFIG, run_dir.launch_config_name(0)])
+  assert [s for s, _ in checkpoints.list_milestones(two)] == [10, 20]
   assert sorted(os.listdir(os.path.join(two, "samples"))) == ["step_10.png", "step_20.png"]
   # Nothing of the non-chief: no files of its own in model_dir, its scratch copy removed.
   assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == [
@@ -185,3 +189,144 @@ def test_kill_9_of_a_worker_stops_the_other_with_a_message_and_a_restart_resumes
   assert max(_saved_steps(run)) == last_good + 2
   assert not glob.glob(os.path.join(run, "checkpoints", "*temp*"))
   print(f"kill -9 of worker 1: worker 0 exited after {took:.1f} s")
+
+
+def _first_launch_with_checkpoints_at_2_and_4(run, params):
+  """checkpoints/ckpt-2 and ckpt-4 (and their milestones) of the tiny model, written by
+  a Trainer in this process without training (no step to trace: seconds, not minutes);
+  ckpt-4's weights differ from ckpt-2's. Returns the float tensors of ckpt-2."""
+  train_cli.parse_gin(["demo_digits"], TINY + params)
+  trainer = trainer_lib.Trainer(run, trainer_lib.TrainConfig())
+  run_dir.write_launch_config(run, 0, gin.operative_config_str())
+  trainer.step.assign(2)
+  trainer.save(2, milestone=True)
+  for model in (trainer.generator, trainer.discriminator, trainer.ema_generator):
+    for v in model.trainable_variables:
+      v.assign_add(tf.fill(v.shape, 0.01))
+  trainer.step.assign(4)
+  trainer.save(4, milestone=True)
+  gin.clear_config()
+  assert _saved_steps(run) == [2, 4]
+  assert [s for s, _ in checkpoints.list_milestones(run)] == [2, 4]
+  return _float_tensors(os.path.join(run, "checkpoints", "ckpt-2"))
+
+
+@pytest.mark.slow
+def test_only_one_worker_sees_damage_and_both_restore_the_same_step(tmp_path):
+  """Acceptance: two real workers where only worker 1 sees the newest checkpoint as
+  damaged (a test double of checkpoint_problem in its process only): both restore the
+  older one and train on to the end holding the same state."""
+  run = str(tmp_path / "run")
+  params = ["train.steps_per_loop = 2", "train.log_every = 2",
+            "train.summary_every = 100000", "train.checkpoint_every = 2",
+            "train.worker_timeout_secs = 60", "train.num_steps = 6"]
+  want = _first_launch_with_checkpoints_at_2_and_4(run, params)
+
+  report = tmp_path / "report"
+  with harness.Cluster(tmp_path / "logs") as cluster:
+    cluster.start(_args(run, *params), env={harness.REPORT_ENV: str(report)},
+                  worker_env={1: {harness.DAMAGED_ENV: "ckpt-4"}})
+    codes = cluster.wait(START_TIMEOUT)
+    assert codes == {0: 0, 1: 0}, cluster.tails()
+    logs = [cluster.log(0), cluster.log(1)]
+  ckpt_2 = os.path.join(run, "checkpoints", "ckpt-2")
+  for task in range(2):
+    with open(report / f"restore-{task}.json") as f:
+      assert json.load(f) == {"path": ckpt_2, "step": 2}, (task, logs[task][-3000:])
+    assert "workers agreed on step 2" in logs[task], logs[task][-3000:]
+    assert "starting at step 2" in logs[task], logs[task][-3000:]
+    # What each worker holds after its restore is ckpt-2, value for value.
+    restored = _float_tensors(str(report / str(task) / "restored"))
+    assert sorted(restored) == sorted(want)
+    for name in want:
+      np.testing.assert_array_equal(restored[name], want[name], err_msg=(task, name))
+  # Only worker 1 saw damage; worker 0 read ckpt-4 whole and still went back to 2.
+  assert "ckpt-4 is damaged (DataLossError: injected damage" in logs[1], logs[1][-3000:]
+  assert "is damaged" not in logs[0], logs[0][-3000:]
+
+  # Trained on from step 2 to the end, each step logged once; after every save of
+  # this launch both workers hold the same state, the one the chief saved.
+  assert _log_steps(run) == [4, 6]
+  assert _saved_steps(run) == [2, 4, 6]
+  assert sorted(os.listdir(run)) == sorted([
+      "checkpoints", "milestones", "samples", "summaries", "train_log.jsonl",
+      run_dir.DONE_FILE, run_dir.OPERATIVE_CONFIG, run_dir.launch_config_name(0),
+      run_dir.launch_config_name(2)])
+  for step in (4, 6):
+    chief = _float_tensors(os.path.join(run, "checkpoints", f"ckpt-{step}"))
+    for task in range(2):
+      copy = _float_tensors(str(report / str(task) / f"ckpt-{step}"))
+      assert sorted(copy) == sorted(chief)
+      for name in chief:
+        np.testing.assert_array_equal(copy[name], chief[name], err_msg=(step, task, name))
+    assert checkpoints.checkpoint_problem(
+        os.path.join(run, "checkpoints", f"ckpt-{step}")) is None
+
+
+class _FakeAgreement:
+  """Answers `agree` with the given matrices in turn and records what it was asked."""
+
+  def __init__(self, *answers):
+    self.num_tasks = 2
+    self.answers = [np.asarray(a, np.float64) for a in answers]
+    self.asked = []
+
+  def agree(self, values, timeout_s=None):
+    del timeout_s
+    self.asked.append(list(values))
+    return self.answers[len(self.asked) - 1]
+
+
+def _two_checkpoints(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  step = tf.Variable(0, dtype=tf.int64)
+  weight = tf.Variable([1.0, 2.0])
+  manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step, w=weight),
+                                       directory, max_to_keep=5)
+  for n in (2, 4):
+    step.assign(n)
+    manager.save(checkpoint_number=n)
+  return directory
+
+
+def test_agreed_checkpoint_stops_every_task_when_one_cannot_read(tmp_path, monkeypatch):
+  """A task that cannot read the checkpoints still takes part in the agreement (so
+  the others do not hang) and raises; a task that read them fine raises too."""
+  directory = _two_checkpoints(tmp_path)
+  # Task 0 reads ckpt-4 whole; the other task could not read (NaN in its row).
+  reader = _FakeAgreement([[4.0], [math.nan]])
+  with pytest.raises(checkpoints.StorageError, match="another worker could not read"):
+    resume.agreed_checkpoint(directory, reader)
+  assert reader.asked == [[4.0]]
+
+  # Task 1: its storage fails (after retries); it sends NaN and stops with its error.
+  def unreadable(path, *args, **kwargs):
+    raise checkpoints.StorageError(f"could not read {path} (test double)")
+  monkeypatch.setattr(checkpoints, "checkpoint_problem", unreadable)
+  failing = _FakeAgreement([[4.0], [math.nan]])
+  with pytest.raises(checkpoints.StorageError, match="test double"):
+    resume.agreed_checkpoint(directory, failing)
+  assert len(failing.asked) == 1 and math.isnan(failing.asked[0][0])
+
+
+def test_agreed_checkpoint_converges_on_the_step_every_task_reads(tmp_path, monkeypatch):
+  """Tasks that disagree (4 and 2: the other sees ckpt-4 damaged) go to the older
+  step, and each restores that step's checkpoint."""
+  directory = _two_checkpoints(tmp_path)
+  ckpt = {n: os.path.join(directory, f"ckpt-{n}") for n in (2, 4)}
+  sees_all = _FakeAgreement([[4.0], [2.0]], [[2.0], [2.0]])
+  assert resume.agreed_checkpoint(directory, sees_all) == (ckpt[2], 2)
+  assert sees_all.asked == [[4.0], [2.0]]
+
+  real_problem = checkpoints.checkpoint_problem
+  monkeypatch.setattr(checkpoints, "checkpoint_problem",
+                      lambda p, *a, **k: "damaged (test double)" if p == ckpt[4]
+                      else real_problem(p, *a, **k))
+  sees_damage = _FakeAgreement([[4.0], [2.0]], [[2.0], [2.0]])
+  assert resume.agreed_checkpoint(directory, sees_damage) == (ckpt[2], 2)
+  assert sees_damage.asked == [[2.0], [2.0]]
+  # Everyone agreeing at once takes one round.
+  agreeing = _FakeAgreement([[4.0], [4.0]])
+  monkeypatch.setattr(checkpoints, "checkpoint_problem", real_problem)
+  assert resume.agreed_checkpoint(directory, agreeing) == (ckpt[4], 4)
+  assert agreeing.asked == [[4.0]]
