@@ -201,7 +201,7 @@ def write_result(model_dir, row, replace=False):
     return False
   files.makedirs(path(model_dir, ROWS_DIR))
   files.write_atomic(target, json.dumps(row, sort_keys=True) + "\n")
-  _remake_results_jsonl(model_dir)
+  _remake_results_jsonl(model_dir, full=replace)
   return True
 
 
@@ -223,14 +223,28 @@ def read_results(model_dir):
   return sorted(rows, key=lambda r: (r.get("wall_time") or 0, r.get("step") or 0))
 
 
-def _remake_results_jsonl(model_dir, attempts=3):
-  """Rewrites eval/results.jsonl from the rows; again if a row arrived meanwhile."""
+def _remake_results_jsonl(model_dir, full=False, attempts=3):
+  """Rewrites eval/results.jsonl: its rows plus the row objects it lacks (all rows, when
+  `full`: a replaced row); again if a row arrived meanwhile. Each write reads only the
+  new row objects, so a run with many rows stays cheap to evaluate."""
+  results = path(model_dir, RESULTS)
   for _ in range(attempts):
-    rows = read_results(model_dir)
-    files.write_atomic(path(model_dir, RESULTS),
-                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    if len(read_results(model_dir)) == len(rows):
+    names = {n for n in files.listdir(path(model_dir, ROWS_DIR)) if n.endswith(".json")}
+    if full or not files.exists(results):
+      rows = read_results(model_dir)
+    else:
+      rows = files.read_jsonl(results)
+      present = {_row_name(r) for r in rows}
+      for name in sorted(names - present):
+        try:
+          rows.append(json.loads(files.read_text(path(model_dir, ROWS_DIR, name))))
+        except (ValueError, OSError) as e:
+          _log.warning("result row %s is unreadable (%s); skipped.", name, e)
+    files.write_atomic(results, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    arrived = {n for n in files.listdir(path(model_dir, ROWS_DIR)) if n.endswith(".json")}
+    if arrived <= names:
       return
+    full = False
 
 
 # ---------------------------------------------------------------- configs into gin

@@ -238,7 +238,8 @@ class DivergenceGuard(hooks_lib.Hook):
             "learning rates times fault_tolerance.rollback_lr_factor.")
 
   def _roll_back(self, trainer, step, problem):
-    path, good_step = resume.agreed_checkpoint(trainer.checkpoint_dir, trainer.agreement)
+    path, good_step = resume.agreed_checkpoint(trainer.checkpoint_dir, trainer.agreement,
+                                               timeout_s=trainer.config.save_timeout_secs)
     if path is None:
       return False
     rates = {opt: float(opt.learning_rate.numpy()) * self.lr_factor

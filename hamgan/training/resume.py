@@ -20,8 +20,11 @@ from hamgan import run_dir
 _MAX_ROUNDS = 16
 
 
-def agreed_checkpoint(directory, agreement, quiet=False):
+def agreed_checkpoint(directory, agreement, quiet=False, timeout_s=None):
   """(path, step) that every task restores (None, 0 for none), the same on all tasks.
+
+  `timeout_s` bounds the wait for the other tasks (which may be retrying a slow read of
+  a large checkpoint), instead of the strategy's shorter collective timeout.
 
   Raises:
     checkpoints.StorageError: this or another task could not read the checkpoints.
@@ -34,7 +37,7 @@ def agreed_checkpoint(directory, agreement, quiet=False):
       path, step = checkpoints.newest_good_checkpoint(directory, quiet=quiet, at_most=bound)
     except checkpoints.StorageError as e:
       error = e
-    steps = agreement.agree([math.nan if error else float(step)])[:, 0]
+    steps = agreement.agree([math.nan if error else float(step)], timeout_s=timeout_s)[:, 0]
     if error is not None:
       raise error
     if not np.all(np.isfinite(steps)):

@@ -73,9 +73,10 @@ class TrainConfig:
     worker_timeout_secs: on several hosts, a collective that waits longer than this
       for another worker fails, and hamgan-train exits (status 3) saying to restart
       the job, instead of hanging behind a dead host.
-    save_timeout_secs: on several hosts, how long the other workers wait for the
-      chief's checkpoint save (to a bucket, it can take minutes) before giving up;
-      worker_timeout_secs does not count that wait.
+    save_timeout_secs: on several hosts, how long the workers wait for one another
+      around checkpoints (the chief's save to a bucket, every task's read of a large
+      checkpoint at a restore: minutes) before giving up; worker_timeout_secs does not
+      count those waits.
   """
   batch_size: int = 256
   num_steps: int = 1_000_000

@@ -129,16 +129,7 @@ class Trainer:
     self.image_size = int(self.generator.image_size)
     self._check_models()
 
-    # The input pipeline comes before the weights: a missing data set fails fast.
-    # The newest checkpoint that every task reads back whole (damage is skipped, logged).
-    self._restore_path, self._start_step = resume.agreed_checkpoint(
-        self.checkpoint_dir, self.agreement)
-    if self._restore_path:
-      self.check_config_change(allow_config_change)
-    self._dataset_fn = dataset_fn or trainer_input.tfds_dataset_fn(
-        cfg, self.image_size, self.num_classes,
-        seed=trainer_input.input_seed(cfg, self._start_step))
-    self._iterator = iter(self.make_distributed_dataset())
+    self._open_input_at_agreed_checkpoint(dataset_fn, allow_config_change)
 
     self._build_state()
     self._restore_or_initialise()
@@ -168,6 +159,20 @@ class Trainer:
     return self._writer
 
   # ---------------------------------------------------------------- set-up
+
+  def _open_input_at_agreed_checkpoint(self, dataset_fn, allow_config_change):
+    """Agrees on the checkpoint every task restores (damage skipped, logged), opens the
+    input at its step (a missing data set fails here, before any weight), then checks a
+    resumed launch's config (the pipeline's settings are in gin's record by then)."""
+    cfg = self.config
+    self._restore_path, self._start_step = resume.agreed_checkpoint(
+        self.checkpoint_dir, self.agreement, timeout_s=cfg.save_timeout_secs)
+    self._dataset_fn = dataset_fn or trainer_input.tfds_dataset_fn(
+        cfg, self.image_size, self.num_classes,
+        seed=trainer_input.input_seed(cfg, self._start_step))
+    self._iterator = iter(self.make_distributed_dataset())
+    if self._restore_path:
+      self.check_config_change(allow_config_change)
 
   def check_config_change(self, allow):
     """A resumed launch may not change the networks unless allowed (resume module)."""
