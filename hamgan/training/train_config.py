@@ -1,11 +1,13 @@
 """The settings of a training run (gin scope `train`), checked before any work starts."""
 import dataclasses
+import math
 import numbers
 from typing import Any, Callable, Optional
 
 import gin
 
 from hamgan import validation
+from hamgan.training import diffaugment
 from hamgan.training import losses as losses_lib
 from hamgan.training import optimizers as optimizers_lib
 
@@ -19,6 +21,29 @@ def _positive_seconds(name, value, hint, allow_none=False):
     return
   if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0):
     raise ValueError(f"train.{name}={value!r} is not a number of seconds > 0; {hint}")
+
+
+def _check_regularisers(config):
+  """accumulation_steps, diffaugment and the LeCam settings (the Trainer checks k
+  against the batch per replica)."""
+  validation.check_int("train", "accumulation_steps", config.accumulation_steps,
+                       hint="pass 1 (no accumulation) or the number of micro-batches, "
+                            "e.g. 4.")
+  if config.batch_size % config.accumulation_steps:
+    raise ValueError(
+        f"train.accumulation_steps={config.accumulation_steps} does not divide "
+        f"train.batch_size={config.batch_size}; pass a divisor of the batch (per "
+        "replica), e.g. 2 or 4.")
+  diffaugment.parse_policy(config.diffaugment)
+  weight = config.lecam_weight
+  if (isinstance(weight, bool) or not isinstance(weight, numbers.Real)
+      or not math.isfinite(weight) or weight < 0):
+    raise ValueError(f"train.lecam_weight={weight!r} must be a number >= 0; pass 0 (off) "
+                     "or e.g. 0.01.")
+  decay = config.lecam_decay
+  if (isinstance(decay, bool) or not isinstance(decay, numbers.Real)
+      or not 0.0 <= decay < 1.0):
+    raise ValueError(f"train.lecam_decay={decay!r} is outside [0, 1); pass e.g. 0.99.")
 
 
 @gin.configurable("train", module="hamgan.training")
@@ -41,9 +66,23 @@ class TrainConfig:
       log line says so); the checkpoint's rate is not kept over the config's.
     d_steps: D updates per G update.
     mode_seeking_weight: weight of the mode-seeking term in G's loss (0: off). With it,
-      the two halves of each replica's G batch share their classes, and G is charged
-      1 / (image distance / latent distance) per pair (losses.mode_seeking): it
+      rows i and i + B/2 of the G batch share their classes, and G is charged for
+      image distances small against latent distances (see mode_seeking_form): it
       counters samples of one class that look alike whatever z is.
+    mode_seeking_form: "per_pair" (hamgan's variant, the default: the mean over pairs of
+      1 / (image distance / latent distance + eps), losses.mode_seeking) or "msgan"
+      (MSGAN's own: one ratio of the batch's mean distances, losses.mode_seeking_msgan;
+      its gradient costs one more backward pass through G).
+    accumulation_steps: k micro-batches per optimizer step: each replica's batch is
+      split into k slices whose gradients are summed before one update of D (and of
+      G), so a batch that does not fit trains as if it did; k must divide the batch
+      per replica. Steps, logs and checkpoints count optimizer steps.
+    diffaugment: DiffAugment policies applied to every image D sees, in D's and G's
+      step: a comma-separated subset of "color", "translation", "cutout", or ""
+      (off); hamgan.training.diffaugment.
+    lecam_weight: weight of the LeCam penalty in D's loss (0: off), against EMAs of
+      D's mean output on real and fake images (losses.lecam).
+    lecam_decay: decay of those EMAs, in [0, 1).
     ema_decay: decay of the EMA generator.
     ema_start_step: before this step the EMA generator is a copy of G.
     steps_per_loop: the most iterations per tf.function call.
@@ -92,6 +131,11 @@ class TrainConfig:
   epsilon: float = 1e-8
   d_steps: int = 1
   mode_seeking_weight: float = 0.0
+  mode_seeking_form: str = "per_pair"
+  accumulation_steps: int = 1
+  diffaugment: str = ""
+  lecam_weight: float = 0.0
+  lecam_decay: float = 0.99
   ema_decay: float = 0.9999
   ema_start_step: int = 1000
   steps_per_loop: int = 100
@@ -130,6 +174,7 @@ class TrainConfig:
     if not self.mode_seeking_weight >= 0:
       raise ValueError(f"train.mode_seeking_weight={self.mode_seeking_weight!r} must be "
                        ">= 0; pass 0 (off) or e.g. 1.0.")
+    _check_regularisers(self)
     for name in ("beta1", "beta2"):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f"train.{name}={getattr(self, name)!r} is outside [0, 1); "
@@ -143,7 +188,8 @@ class TrainConfig:
     _positive_seconds("save_timeout_secs", self.save_timeout_secs,
                       "pass e.g. 1800 (longer than the chief's checkpoint save takes).")
     for name, allowed in (("mixed_precision", POLICIES), ("resume_input", RESUME_INPUT),
-                          ("input_sharding", INPUT_SHARDING)):
+                          ("input_sharding", INPUT_SHARDING),
+                          ("mode_seeking_form", losses_lib.MODE_SEEKING_FORMS)):
       if getattr(self, name) not in allowed:
         raise ValueError(f"train.{name}={getattr(self, name)!r}; expected one of "
                          f"{allowed}.")

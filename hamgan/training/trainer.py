@@ -1,33 +1,8 @@
-"""The distributed GAN trainer: one train step for every tf.distribute strategy.
-
-One training iteration (docs/design.md, 'Training recipe') is `d_steps` discriminator updates,
-each on its own real batch of the global batch size B and B fresh samples, then
-one generator update on B fresh samples ("batch 256" = 256 real images for the
-D step and 256 samples for the G step), then an update of the EMA generator.
-Per-example losses are scaled by the global batch (`compute_average_loss`), so
-the replicas' summed gradients are the gradient of the global-batch mean and a
-run on 8 replicas computes what one device would with the whole batch.
-
-Random draws. z ~ N(0, I) and G's labels ~ U{0..C-1} come from stateless ops
-whose seeds a checkpointed `tf.random.Generator` (key `rng`) hands out once per
-iteration, on the host. Every replica draws the *global* batch from those seeds
-and keeps its own slice (replica r takes rows r*b .. (r+1)*b-1), so a run on two
-replicas sees exactly the draws of a run on one, and a resumed run the draws of
-an uninterrupted one.
-
-Loops. Up to `steps_per_loop` iterations run inside one tf.function call (a
-`tf.range` loop over the distributed iterator, the TPU custom-loop pattern), as
-many as fit in `max_loop_seconds` at the measured step time; the host side
-between loops (hamgan.training.train_loop: logs, summaries, checkpoints, hooks)
-never enters the compiled step.
-
-Several hosts. Under MultiWorkerMirroredStrategy only the chief writes the run's
-files; the other tasks take part in each save into a scratch folder they delete
-(hamgan.training.cluster), and read their data as `train.input_sharding` says
-(hamgan.training.trainer_input).
-
-Extension points. `hooks.Hook` objects passed to `train` see every loop's metrics
-and may stop training or veto a checkpoint (for a signal handler or a NaN guard).
+"""The distributed GAN trainer: builds G, D, the EMA G and both optimizers under a
+tf.distribute strategy, restores or initialises them, and trains them in loops of
+compiled iterations (hamgan.training.gan_step; the host side between loops is
+hamgan.training.train_loop). Batches, random draws, replicas, micro-batches, loops,
+several hosts and hooks: docs/design.md, 'The train step'.
 """
 import os
 
@@ -44,7 +19,7 @@ from hamgan.layers import hamburger
 from hamgan.layers import registry as context_registry
 from hamgan.training import cluster
 from hamgan.training import ema
-from hamgan.training import losses
+from hamgan.training import gan_step
 from hamgan.training import resume
 from hamgan.training import summaries
 from hamgan.training import train_loop
@@ -98,9 +73,7 @@ class Trainer:
           f"in sync; use a multiple of {replicas}, e.g. "
           f"{replicas * max(1, cfg.batch_size // replicas)}.")
     self.per_replica_batch = cfg.batch_size // replicas
-    if cfg.mode_seeking_weight and self.per_replica_batch % 2:
-      raise ValueError(f"train.mode_seeking_weight pairs the rows of each replica's batch, "
-                       f"but {self.per_replica_batch} per replica is odd; use an even one.")
+    gan_step.check_batch(cfg, self.per_replica_batch)
     self._is_tpu = tpu.is_tpu_strategy(self.strategy)
     if cfg.jit_compile and replicas > 1 and not self._is_tpu:
       raise ValueError(
@@ -224,13 +197,20 @@ class Trainer:
       self.d_optimizer.build(self.discriminator.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      # The LeCam EMAs exist (and are checkpointed) only in runs that use them.
+      self.lecam_ema = gan_step.lecam_variable() if cfg.lecam_weight else None
     # Outside the scope: one host-side generator; its seeds are broadcast to replicas.
     self.rng = tf.random.Generator.from_seed(cfg.seed)
     self._ema_pairs = ema.pair_variables(self.generator, self.ema_generator)
+    self._gan_step = gan_step.GanStep(
+        self.generator, self.discriminator, self._ema_pairs, self.g_optimizer,
+        self.d_optimizer, self.step, cfg, b, self.z_dim, self.num_classes, self.image_size,
+        lecam_ema=self.lecam_ema)
+    extra = {} if self.lecam_ema is None else {"lecam": self.lecam_ema}
     self.checkpoint = tf.train.Checkpoint(
         generator=self.generator, discriminator=self.discriminator,
         ema_generator=self.ema_generator, g_optimizer=self.g_optimizer,
-        d_optimizer=self.d_optimizer, step=self.step, rng=self.rng)
+        d_optimizer=self.d_optimizer, step=self.step, rng=self.rng, **extra)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.checkpoint_dir, max_to_keep=cfg.max_checkpoints,
         step_counter=self.step)
@@ -277,66 +257,17 @@ class Trainer:
 
   # ---------------------------------------------------------------- the step
 
-  def _draw(self, seed_z, seed_y):
-    """This replica's slice of the global batch of latents and labels."""
-    ctx = tf.distribute.get_replica_context()
-    b, big_b = self.per_replica_batch, self.config.batch_size
-    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * b
-    z = tf.random.stateless_normal([big_b, self.z_dim], seed=seed_z)
-    y = tf.random.stateless_uniform([big_b], seed=seed_y, minval=0,
-                                    maxval=self.num_classes, dtype=tf.int32)
-    return tf.slice(z, [start, 0], [b, self.z_dim]), tf.slice(y, [start], [b])
-
-  def _d_step(self, images, labels, z, y):
-    big_b = self.config.batch_size
-    fake = self.generator((z, y), training=True)
-    # Real and fake go through D together: one pass, one SN power iteration.
-    x = tf.concat([tf.cast(images, fake.dtype), fake], axis=0)
-    xy = tf.concat([tf.cast(labels, tf.int32), y], axis=0)
-    with tf.GradientTape() as tape:
-      # D's batch is two slices (real, fake) of the global batch: a Hamburger in D then
-      # takes each slice's rows of the global random draw, so replicas match one device.
-      with hamburger.batch_segments(2):
-        logits = tf.cast(self.discriminator((x, xy), training=True), tf.float32)
-      d_real, d_fake = tf.split(logits, 2, axis=0)
-      d_loss, _ = self.config.loss_fn(d_real, d_fake)
-      d_loss = tf.nn.compute_average_loss(d_loss, global_batch_size=big_b)
-    variables = self.discriminator.trainable_variables
-    self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
-    return (d_loss, tf.reduce_sum(d_real) / big_b, tf.reduce_sum(d_fake) / big_b)
-
-  def _g_step(self, z, y):
-    weight, big_b = self.config.mode_seeking_weight, self.config.batch_size
-    y = losses.paired_labels(y) if weight else y
-    with tf.GradientTape() as tape:
-      fake = self.generator((z, y), training=True)
-      d_fake = tf.cast(self.discriminator((fake, y), training=True), tf.float32)
-      _, g_loss = self.config.loss_fn(None, d_fake)
-      g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=big_b)
-      total = g_loss + (weight * tf.nn.compute_average_loss(
-          losses.mode_seeking(fake, z), global_batch_size=big_b // 2) if weight else 0.0)
-    variables = self.generator.trainable_variables
-    self.g_optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-    return g_loss  # the adversarial part: comparable across settings
+  def _g_step(self, z, y, seed=None):
+    """One G update on this replica's (paired, when the mode-seeking term is on) z, y."""
+    return self._gan_step.g_step(z, y, seed)
 
   def _replica_step(self, real_batches, seeds):
     """One iteration on one replica; returns its share of the global-mean metrics."""
-    d_metrics = []
-    for i, (images, labels) in enumerate(real_batches):
-      z, y = self._draw(seeds[:, 2 * i], seeds[:, 2 * i + 1])
-      d_metrics.append(self._d_step(images, labels, z, y))
-    k = len(real_batches)
-    z, y = self._draw(seeds[:, 2 * k], seeds[:, 2 * k + 1])
-    g_loss = self._g_step(z, y)
-    cfg = self.config
-    tf.distribute.get_replica_context().merge_call(ema.update, args=(
-        self._ema_pairs, self.step, cfg.ema_start_step, cfg.ema_decay))
-    self.step.assign_add(1)
-    d_loss, d_real, d_fake = [tf.add_n(list(m)) / k for m in zip(*d_metrics)]
-    return tf.stack([d_loss, g_loss, d_real, d_fake])
+    return self._gan_step.replica_step(real_batches, seeds)
 
   def _make_loop(self):
     strategy, d_steps = self.strategy, self.config.d_steps
+    count = gan_step.seed_count(self.config)
     replica_step = self._replica_step
     if self.config.jit_compile and not self._is_tpu:
       replica_step = tf.function(replica_step, jit_compile=True)
@@ -346,7 +277,7 @@ class Trainer:
     def loop(iterator, num_steps):
       totals = tf.zeros([len(METRIC_NAMES)], tf.float32)
       for _ in tf.range(num_steps):
-        seeds = self.rng.make_seeds(2 * (d_steps + 1))  # (2, count) int64
+        seeds = self.rng.make_seeds(count)  # (2, count) int64
         real = tuple(next(iterator) for _ in range(d_steps))
         per_replica = strategy.run(replica_step, args=(real, seeds))
         totals += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
