@@ -228,8 +228,7 @@ def _per_replica(strategy, layer, x, batch, segments=1):
 
   @tf.function
   def fn(a):
-    with hamburger_lib.batch_segments(segments):
-      return layer(a, training=True)
+    return layer(a, training=True, segments=segments)
   out = strategy.run(fn, args=(next(iter(dist)),))
   return [t.numpy() for t in strategy.experimental_local_results(out)]
 
@@ -264,7 +263,7 @@ def test_two_replicas_draw_like_one_device(two_cpu_strategy, ham):
 
 
 def test_batch_segments_match_concatenated_slices(two_cpu_strategy):
-  """Replica r called on [a_r, b_r] under batch_segments(2) == one device on [a, b]."""
+  """Replica r called on [a_r, b_r] with segments=2 == one device on [a, b]."""
   a = _x(b=4, h=4, w=4, c=8, seed=1)
   b = _x(b=4, h=4, w=4, c=8, seed=2)
   single = Hamburger(rank=3, steps=2)
@@ -284,9 +283,8 @@ def test_batch_segments_match_concatenated_slices(two_cpu_strategy):
   mirrored.bases_seed.assign(single.bases_seed.numpy() - [0, 1])
   plain = np.concatenate(_per_replica(two_cpu_strategy, mirrored, per_replica, 8))
   assert np.abs(plain - want[order]).max() > 1e-3
-  with pytest.raises(ValueError, match=r"batch=3 is not divisible by batch_segments\(2\)"):
-    with hamburger_lib.batch_segments(2):
-      single(a[:3], training=True)
+  with pytest.raises(ValueError, match=r"batch=3 is not divisible by segments=2"):
+    single(a[:3], training=True, segments=2)
 
 
 def test_random_bases_compile_with_xla_and_dynamic_batch():
@@ -360,6 +358,5 @@ def test_unknown_names_and_bad_numbers():
     Hamburger(online_momentum=1.5)
   with pytest.raises(ValueError, match=r"seed=-1"):
     Hamburger(seed=-1)
-  with pytest.raises(ValueError, match=r"batch_segments=0"):
-    with hamburger_lib.batch_segments(0):
-      pass
+  with pytest.raises(ValueError, match=r"segments=0"):
+    Hamburger(rank=2)(tf.zeros([2, 4, 4, 8]), training=True, segments=0)

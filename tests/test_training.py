@@ -214,7 +214,7 @@ def test_two_replicas_match_one_device(tmp_path, two_cpu_strategy, context):
   the comparison is about the distributed computation: global-batch scaling, the
   split of data and draws over replicas, synchronised SN vectors and BN moments;
   with ham_nmf also the Hamburgers' random bases, sliced from the global batch's
-  draw (the trainer declares D's concatenated real+fake batch with batch_segments).
+  draw (the trainer declares D's concatenated real+fake batch with segments=2 in the D call).
   """
   config = _config(batch_size=8, g_lr=1.0, d_lr=1.0, epsilon=1.0)
   one = _trainer(tmp_path / "one", config, context=context)

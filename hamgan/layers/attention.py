@@ -83,9 +83,10 @@ class _AttentionBase(tf.keras.layers.Layer):
     self.o.build(shape[:-1].concatenate([c // 2]))
     self._add_residual_scale()
 
-  def call(self, x, y=None, training=None):
-    """Returns x + gamma * attention(x); y (labels) is accepted and ignored."""
-    del y
+  def call(self, x, y=None, training=None, segments=1):
+    """Returns x + gamma * attention(x); y (labels) and segments (no random draws
+    here) are accepted and ignored."""
+    del y, segments
     out, _ = self._attend(x, training)
     return x + tf.cast(self.residual_scale, x.dtype) * out
 

@@ -16,10 +16,8 @@ initial bases, `bases` for online ones), inference calls touch no state; the ran
 bases are stateless draws from the checkpointed `bases_seed`, so a resumed run and a
 copy of the layer draw what the original would; every replica draws the bases of the
 global batch and keeps its own rows, so N replicas compute what one device does (a
-batch of several concatenated per-replica slices is declared with `batch_segments`).
+batch of several concatenated per-replica slices is declared by the call's `segments`).
 """
-import contextlib
-import threading
 import zlib
 
 import tensorflow as tf
@@ -32,35 +30,6 @@ from hamgan.validation import check_int
 
 INITS = ("random", "online")
 INFERENCE_BASES = ("fixed", "fresh")
-
-_SEGMENTS = threading.local()
-
-
-@contextlib.contextmanager
-def batch_segments(count):
-  """Declares, for Hamburger calls traced inside, a batch of `count` concatenated slices.
-
-  Under a distribution strategy each replica's batch is its slice of the global
-  batch. When a caller concatenates several such slices (a discriminator called on
-  concat([real_r, fake_r])), the single-device call sees concat([real, fake]) instead,
-  and example i of the replica's second slice is example B + r*b + i of the global
-  call, not r*2b + b + i. With `batch_segments(2)` around the call each segment takes
-  its own rows of the global draw, so replicas still match one device. Read at trace
-  time from thread-local Python state (MirroredStrategy traces each replica in its
-  own thread), so enter it inside the replica function, around that call only.
-  """
-  count = _positive_int("batch_segments", count)
-  previous = getattr(_SEGMENTS, "count", 1)
-  _SEGMENTS.count = count
-  try:
-    yield
-  finally:
-    _SEGMENTS.count = previous
-
-
-def _segments():
-  return getattr(_SEGMENTS, "count", 1)
-
 
 def _positive_int(name, value, allow_none=False, allow_zero=False):
   return check_int("Hamburger", name, value, minimum=0 if allow_zero else 1,
@@ -234,19 +203,18 @@ class Hamburger(tf.keras.layers.Layer):
           initializer=_online_initializer(self.ham), **_state_weight())
     super().build(input_shape)
 
-  def _random_bases(self, batch, training):
+  def _random_bases(self, batch, training, segments):
     """This replica's rows (B*S, D, R) of the global batch's stateless draw."""
     seed = self.bases_seed.read_value()  # before the increment below
     if training:
       self.bases_seed.assign_add(tf.constant([0, 1], tf.int64))
     ctx = tf.distribute.get_replica_context()
     replicas = 1 if ctx is None else ctx.num_replicas_in_sync
-    segments = _segments()
     static = tf.get_static_value(batch)
     if static is not None and int(static) % segments:
       raise ValueError(f"{self.name}: batch={int(static)} is not divisible by "
-                       f"batch_segments({segments}); expected {segments} equal "
-                       "concatenated slices. Fix the batch_segments count.")
+                       f"segments={segments}; expected {segments} equal concatenated "
+                       "slices. Fix the segments count of the call.")
     rows = batch * self.groups  # this replica's rows, sample-major, group-minor
     if not training and self.inference_bases == "fresh":
       # A new stateful draw per call and replica, as the official TF code does.
@@ -261,10 +229,10 @@ class Hamburger(tf.keras.layers.Layer):
     mine = tf.gather(bases, ctx.replica_id_in_sync_group, axis=1)  # (k, rows/k, D, R)
     return tf.reshape(mine, [rows, self._d, self.rank])
 
-  def _initial_bases(self, batch, training):
+  def _initial_bases(self, batch, training, segments):
     """Initial bases (B*S, D, R) in float32."""
     if self.bases is None:
-      return self._random_bases(batch, training)
+      return self._random_bases(batch, training, segments)
     online = tf.convert_to_tensor(self.bases)  # (S, D, R)
     tiled = tf.broadcast_to(online[None], [batch, self.groups, self._d, self.rank])
     return tf.reshape(tiled, [batch * self.groups, self._d, self.rank])
@@ -309,8 +277,12 @@ class Hamburger(tf.keras.layers.Layer):
       ema = m * tf.convert_to_tensor(self.bases) + (1.0 - m) * mean_bases
       self.bases.assign(tf.math.l2_normalize(ema, axis=1, epsilon=1e-12))
 
-  def call(self, x, y=None, training=None):
+  def call(self, x, y=None, training=None, segments=1):
+    """x + gamma * Hamburger(x). `segments`: the replica's batch is this many concatenated
+    per-replica slices of global batches (e.g. D on [real_r, fake_r]: 2), so each slice
+    takes its own rows of the global random draw and replicas match one device."""
     training = static_training(training)
+    segments = _positive_int("segments", segments)
     h, w, _ = self._check_shape(x.shape)
     if self.conditional and y is None:
       raise ValueError(f"{self.name}: conditional=True (num_classes={self.num_classes}) "
@@ -334,7 +306,7 @@ class Hamburger(tf.keras.layers.Layer):
     steps = self.steps if training or self.eval_steps is None else self.eval_steps
     extra = {} if self.ridge is None else {"beta": self.ridge}
     factors = hams.FACTORS[self.ham](
-        x_ham, self._initial_bases(b, training), steps, one_step=self.one_step,
+        x_ham, self._initial_bases(b, training, segments), steps, one_step=self.one_step,
         channels_last=True, **extra)  # bases (B*S, D, R), coef (B*S, N, R)
     if training:
       self._update_state(x_ham, factors, b)

@@ -43,7 +43,8 @@ def register_context(name):
 class NoContext(tf.keras.layers.Layer):
   """The `none` context: returns its input unchanged (the no-attention baseline)."""
 
-  def call(self, x, y=None, training=None):
+  def call(self, x, y=None, training=None, segments=1):
+    del y, training, segments
     return x
 
 

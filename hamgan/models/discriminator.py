@@ -98,7 +98,9 @@ class Discriminator(blocks.DescribedModel):
     self.linear = SNDense(1, name="linear")
     self.embedding = SNEmbedding(num_classes, self._feature_channels, name="embedding")
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, segments=1):
+    """Logits (B,) of ((x, y)); `segments` is passed to the context module (the batch is
+    that many concatenated per-replica slices, e.g. [real, fake])."""
     x, y = inputs
     want = (self.image_size, self.image_size, 3)
     if x.shape.rank != 4 or tuple(x.shape[1:]) != want:
@@ -110,7 +112,7 @@ class Discriminator(blocks.DescribedModel):
     for i, block in enumerate(self.blocks):
       h = block(h, training=training)
       if i == self._context_index and self.context_layer is not None:
-        h = self.context_layer(h, training=training)
+        h = self.context_layer(h, training=training, segments=segments)
     h = tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])  # (B, H, W, C) -> (B, C)
     # The head in float32: a sum of 16ch products loses too much in bfloat16.
     h = tf.cast(h, tf.float32)

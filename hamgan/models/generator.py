@@ -93,7 +93,8 @@ class Generator(blocks.DescribedModel):
     self.bn_out = ConditionalBatchNorm(None, name="bn_out")
     self.conv_out = SNConv2D(3, 3, name="conv_out")
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, segments=1):
+    """Images (B, S, S, 3) of ((z, y)); `segments` is passed to the context module."""
     z, y = inputs
     if z.shape.rank != 2 or z.shape[-1] not in (None, self.z_dim):
       raise ValueError(f"{self.name}: z has shape {z.shape}; expected (batch, {self.z_dim}). "
@@ -104,7 +105,7 @@ class Generator(blocks.DescribedModel):
     for i, block in enumerate(self.blocks):
       h = block(h, y, training=training)
       if i == self._context_index and self.context_layer is not None:
-        h = self.context_layer(h, y=y, training=training)
+        h = self.context_layer(h, y=y, training=training, segments=segments)
     h = tf.nn.relu(self.bn_out(h, training=training))
     h = self.conv_out(h, training=training)
     # tanh in float32: the loss and the evaluator read float32 images.

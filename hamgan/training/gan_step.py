@@ -5,9 +5,10 @@ trainer's loop calls it once per iteration); `seed_count(config)` says how many
 stateless seeds an iteration takes. What each part computes, and why replicas,
 micro-batches and resumed runs agree, is in docs/design.md, 'The train step'.
 """
+import inspect
+
 import tensorflow as tf
 
-from hamgan.layers import hamburger
 from hamgan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
 from hamgan.training import diffaugment
 from hamgan.training import ema
@@ -48,6 +49,15 @@ def lecam_variable():
   return tf.Variable([0.0, 0.0], trainable=False, name="lecam_ema", dtype=tf.float32,
                      synchronization=tf.VariableSynchronization.ON_WRITE,
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def call_model(model, inputs, segments):
+  """model(inputs, training=True), telling it the batch is `segments` concatenated
+  per-replica slices when it takes that argument (hamgan's G and D do; any Keras model
+  with the (inputs, training) contract works, its context then draws per replica)."""
+  if segments != 1 and "segments" in inspect.signature(model.call).parameters:
+    return model(inputs, training=True, segments=segments)
+  return model(inputs, training=True)
 
 
 def replica_rows(x, per_replica, segments=1):
@@ -194,8 +204,7 @@ class GanStep:
       with tf.GradientTape() as tape:
         # D's batch is two slices (real, fake) of the global batch: a Hamburger in D
         # takes each slice's rows of the global random draw, so replicas match one device.
-        with hamburger.batch_segments(2):
-          logits = tf.cast(self.discriminator((x, xy), training=True), tf.float32)
+        logits = tf.cast(call_model(self.discriminator, (x, xy), 2), tf.float32)
         d_real, d_fake = tf.split(logits, 2, axis=0)
         d_loss, _ = cfg.loss_fn(d_real, d_fake)
         d_loss = tf.nn.compute_average_loss(d_loss, global_batch_size=big_b)
@@ -235,11 +244,10 @@ class GanStep:
         return gate(micro_rows(t, m, k, segments))
       z_m, y_m = take(z), take(y)
       with tf.GradientTape(persistent=self.msgan) as tape:
-        with hamburger.batch_segments(segments):
-          fake = self.generator((z_m, y_m), training=True)
-          seen = fake if draws is None else diffaugment.augment(fake, take(draws),
-                                                                self.policies)
-          d_fake = tf.cast(self.discriminator((seen, y_m), training=True), tf.float32)
+        fake = call_model(self.generator, (z_m, y_m), segments)
+        seen = fake if draws is None else diffaugment.augment(fake, take(draws),
+                                                              self.policies)
+        d_fake = tf.cast(call_model(self.discriminator, (seen, y_m), segments), tf.float32)
         _, g_loss = cfg.loss_fn(None, d_fake)
         g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=big_b)
         total = g_loss

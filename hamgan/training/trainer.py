@@ -15,7 +15,6 @@ import gin
 from hamgan import checkpoints
 from hamgan import run_dir
 from hamgan import tpu
-from hamgan.layers import hamburger
 from hamgan.layers import registry as context_registry
 from hamgan.training import cluster
 from hamgan.training import ema
