@@ -53,29 +53,12 @@ def measure(gin_file, directory, repeats=3):
   """One experiment's numbers (a dict); builds its models in this process."""
   import gin  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from hamgan import models  # pylint: disable=import-outside-toplevel
   from hamgan.cli import train as train_cli  # pylint: disable=import-outside-toplevel
-  from hamgan.evaluation import restore  # pylint: disable=import-outside-toplevel
   from hamgan.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   train_cli.parse_gin([gin_file], [])
   cfg = trainer_lib.TrainConfig()
-  tf.keras.backend.clear_session()
-  tf.keras.utils.set_random_seed(cfg.seed)
-  g = models.Generator(name="generator")
-  ema_g = models.Generator(name="ema_generator")
-  d = models.Discriminator(name="discriminator")
-  for generator in (g, ema_g):
-    restore.build_generator(generator)
-  size = int(g.image_size)
-  d((tf.zeros([1, size, size, 3]), tf.zeros([1], tf.int32)), training=False)
-
-  def optimizer(lr, name):
-    return cfg.optimizer_fn(learning_rate=lr, beta1=cfg.beta1, beta2=cfg.beta2,
-                            epsilon=cfg.epsilon, name=name)
-  g_opt, d_opt = optimizer(cfg.g_lr, "g_adam"), optimizer(cfg.d_lr, "d_adam")
-  g_opt.build(g.trainable_variables)
-  d_opt.build(d.trainable_variables)
+  g, ema_g, d, g_opt, d_opt = _training_state(cfg)
   step = tf.Variable(cfg.checkpoint_every, dtype=tf.int64, trainable=False, name="step")
   rng = tf.random.Generator.from_seed(cfg.seed)
 
@@ -114,6 +97,31 @@ def measure(gin_file, directory, repeats=3):
     shutil.rmtree(work, ignore_errors=True)
     gin.clear_config()
   return result
+
+
+def _training_state(cfg):
+  """G, EMA G, D and both optimizers, built as the trainer builds them (all weights and
+  slots exist), for the experiment parsed into gin."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from hamgan import models  # pylint: disable=import-outside-toplevel
+  from hamgan.evaluation import restore  # pylint: disable=import-outside-toplevel
+  tf.keras.backend.clear_session()
+  tf.keras.utils.set_random_seed(cfg.seed)
+  g = models.Generator(name="generator")
+  ema_g = models.Generator(name="ema_generator")
+  d = models.Discriminator(name="discriminator")
+  for generator in (g, ema_g):
+    restore.build_generator(generator)
+  size = int(g.image_size)
+  d((tf.zeros([1, size, size, 3]), tf.zeros([1], tf.int32)), training=False)
+
+  def optimizer(lr, name):
+    return cfg.optimizer_fn(learning_rate=lr, beta1=cfg.beta1, beta2=cfg.beta2,
+                            epsilon=cfg.epsilon, name=name)
+  g_opt, d_opt = optimizer(cfg.g_lr, "g_adam"), optimizer(cfg.d_lr, "d_adam")
+  g_opt.build(g.trainable_variables)
+  d_opt.build(d.trainable_variables)
+  return g, ema_g, d, g_opt, d_opt
 
 
 def full_variables(g, d, ema_g, g_opt, d_opt):
