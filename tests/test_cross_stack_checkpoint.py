@@ -72,7 +72,7 @@ def _train_and_save(model_dir):
   """Two training steps and the final checkpoint; returns (trainer, checkpoint path)."""
   trainer = _trainer(model_dir)
   trainer.train()
-  return trainer, checkpoints.find_checkpoint(model_dir)
+  return trainer, checkpoints.list_checkpoints(model_dir)[-1][1]  # the full state
 
 
 def write_fixture(out_dir):
