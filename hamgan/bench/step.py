@@ -2,6 +2,7 @@
 
     hamgan-bench step                                   # 32x32 and 128x128, small batch
     hamgan-bench step --image_sizes=32 --contexts=none,ham_nmf --rounds=5
+    hamgan-bench step --accumulation_steps=1,2,4 --batch=64 --image_sizes=32 --contexts=none
 
 Like the paper's TPU figures (1.65 it/s with no context, 1.54 with Hamburger, 1.31
 with YLG), but measured here in one process: every configuration is built first
@@ -17,6 +18,11 @@ With --profile, every configuration (and, with --demo, the demo's model: ch=8, b
 32, NMF rank 8, as gin_configs/demo_mnist.gin) is also traced with tf.profiler: op
 count per step and the share of kernel time spent in matmul / convolution kernels
 (hamgan.bench.op_profile); a low share means the step is overhead-bound.
+
+With --accumulation_steps=1,2,4 it compares instead one step at --batch with k
+micro-batches of batch/k (train.accumulation_steps): memory from TensorFlow's allocator
+statistics (the GPU's, or the CPU allocator's) and it/s, with the machine's 1024^3 float32
+matmul rate of the moment.
 """
 import argparse
 import os
@@ -33,7 +39,8 @@ CONTEXTS = ("none", "sagan", "ylg", "ham_nmf")
 
 
 def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classes=10,
-             jit_compile=False, precision="float32", context_settings=None, z_dim=128):
+             jit_compile=False, precision="float32", context_settings=None, z_dim=128,
+             accumulation_steps=1):
   """A Trainer on a throw-away model_dir; dataset 'memory' holds one batch in memory."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -61,7 +68,8 @@ def _trainer(image_size, context, batch, ch, steps_per_loop, dataset, num_classe
 
   config = TrainConfig(batch_size=batch, num_steps=10**9, dataset="digits",
                        steps_per_loop=steps_per_loop, mixed_precision=precision,
-                       ema_start_step=0, jit_compile=jit_compile)
+                       ema_start_step=0, jit_compile=jit_compile,
+                       accumulation_steps=accumulation_steps)
   model_dir = tempfile.mkdtemp(prefix=f"bench_step_{context}_{image_size}_")
   return Trainer(model_dir, config=config, generator_fn=g_fn, discriminator_fn=d_fn,
                  dataset_fn=dataset_fn)
@@ -80,6 +88,99 @@ def _time_round_robin(trainers, loops, rounds, warmup=None):
     print(f"  round {r + 1}/{rounds}: " + ", ".join(
         f"{k[1]}@{k[0]} {1 / v[-1]:.2f} it/s" for k, v in times.items()), flush=True)
   return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def matmul_gmacs(size=1024, reps=10):
+  """The machine's rate for a float32 size^3 matmul, GMAC/s (median of `reps`)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.normal([size, size])
+  matmul = tf.function(lambda x: tf.matmul(x, x))
+  matmul(a).numpy()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    matmul(a).numpy()
+    times.append(time.perf_counter() - start)
+  return size ** 3 / float(np.median(times)) / 1e9
+
+
+def _memory_device():
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+
+
+def _state_bytes(trainer):
+  """Bytes of the trainer's variables: G, D, the EMA G and both optimizers' slots."""
+  seen, total = set(), 0
+  for owner in (trainer.generator, trainer.discriminator, trainer.ema_generator,
+                trainer.g_optimizer, trainer.d_optimizer):
+    variables = owner.variables() if callable(owner.variables) else owner.variables
+    for v in variables:
+      if id(v) not in seen:
+        seen.add(id(v))
+        total += v.shape.num_elements() * v.dtype.size
+  return total
+
+
+def accumulation_table(size, context, ch, batch, ks, loops, rounds, jit_compile=False):
+  """Markdown and rows: one trainer per k at global batch `batch` (micro-batches of
+  batch / k): its working memory (TensorFlow's allocator peak during a loop of `loops`
+  steps above the bytes live before it: the GPU's allocator on a GPU, the CPU
+  allocator's elsewhere), its variables' bytes (the same for every k) and its it/s."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  device, info = _memory_device(), tf.config.experimental.get_memory_info
+  trainers, working = {}, {}
+  for k in ks:
+    print(f"  k={k}: building, batch {batch} in micro-batches of {batch // k}", flush=True)
+    t = _trainer(size, context, batch, ch, loops, "memory", jit_compile=jit_compile,
+                 accumulation_steps=k)
+    t.run_loop(loops)  # trace and warm up
+    tf.config.experimental.reset_memory_stats(device)
+    live = info(device)["current"]
+    t.run_loop(loops)
+    working[k] = info(device)["peak"] - live
+    trainers[(size, f"k={k}")] = t
+  state = _state_bytes(trainers[(size, f"k={ks[0]}")])
+  secs = _time_round_robin(trainers, loops, rounds, warmup={key: 1 for key in trainers})
+  mb = 1024.0 ** 2
+  xla = ", XLA-compiled step" if jit_compile else ""
+  lines = [f"### accumulation: {context} at {size}x{size}, ch={ch}, global batch {batch}"
+           f"{xla} ({device} allocator; variables {state / mb:.1f} MB for every k)", "",
+           "| k | micro-batch | it/s | working MB | variables + working MB | working vs "
+           f"k={ks[0]} | variables + working vs k={ks[0]} |", "|---|---|---|---|---|---|---|"]
+  rows = []
+  for k in ks:
+    it_s = 1 / secs[(size, f"k={k}")]
+    lines.append(f"| {k} | {batch // k} | {it_s:.2f} | {working[k] / mb:.1f} | "
+                 f"{(state + working[k]) / mb:.1f} | {working[k] / working[ks[0]]:.2f}x | "
+                 f"{(state + working[k]) / (state + working[ks[0]]):.2f}x |")
+    rows.append(dict(bench="accumulation", image_size=size, context=context, ch=ch,
+                     batch=batch, accumulation_steps=k, device=device, it_per_s=it_s,
+                     variable_bytes=state, working_bytes=working[k],
+                     jit_compile=jit_compile, time=time.time()))
+  return "\n".join(lines), rows
+
+
+def _accumulation_main(args, sizes, widths, contexts, ks):
+  print(f"[accumulation] k = {', '.join(map(str, ks))} at global batch {args.batch} ...",
+        flush=True)
+  bad = [k for k in ks if k < 1 or args.batch % k]
+  if bad:
+    raise ValueError(f"--accumulation_steps {bad} do not divide --batch={args.batch}; "
+                     "pass divisors of the batch, e.g. 1,2,4.")
+  rate = matmul_gmacs()
+  tables = [f"1024^3 float32 matmul on this machine now: {rate:.0f} GMAC/s"]
+  rows = [dict(bench="matmul", size=1024, gmacs=rate, time=time.time())]
+  for size in sizes:
+    for context in contexts:
+      table, new_rows = accumulation_table(size, context, widths[size], args.batch, ks,
+                                           args.loops, args.rounds, args.jit_compile)
+      tables.append(table)
+      rows += new_rows
+      print("\n" + table + "\n", flush=True)
+  markdown = "\n\n".join(tables)
+  print(write_results(rows, args.out, markdown, args.markdown))
+  return markdown
 
 
 def main(argv=None):
@@ -110,6 +211,11 @@ def main(argv=None):
                            "ch=8, batch 32, ham_nmf rank 8 (gin_configs/demo_mnist.gin)")
   parser.add_argument("--no_pipeline", action="store_true",
                       help="skip the input-pipeline comparison")
+  parser.add_argument("--accumulation_steps", default=None,
+                      help="comma-separated k, e.g. 1,2,4: instead of the tables above, "
+                           "compare memory and it/s of one step at --batch against k "
+                           "micro-batches of batch/k (train.accumulation_steps), for each "
+                           "image size and context")
   add_output_flags(parser, "step")
   args = parser.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,6 +225,9 @@ def main(argv=None):
   for s in sizes:
     if s not in widths:
       parser.error(f"--ch has no width for image size {s}; add '{s}:CH' to --ch.")
+  if args.accumulation_steps:
+    ks = [int(k) for k in args.accumulation_steps.split(",") if k]
+    return _accumulation_main(args, sizes, widths, contexts, ks)
   rows, tables, all_trainers = [], [], {}
   xla = ", XLA-compiled step" if args.jit_compile else ""
 
