@@ -183,7 +183,7 @@ def _accumulation_main(args, sizes, widths, contexts, ks):
   return markdown
 
 
-def main(argv=None):
+def _parser():
   parser = argparse.ArgumentParser(
       prog="hamgan-bench step",
       description="Training iterations per second for each context module on the same "
@@ -217,6 +217,11 @@ def main(argv=None):
                            "micro-batches of batch/k (train.accumulation_steps), for each "
                            "image size and context")
   add_output_flags(parser, "step")
+  return parser
+
+
+def main(argv=None):
+  parser = _parser()
   args = parser.parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   widths = dict(tuple(int(v) for v in pair.split(":")) for pair in args.ch.split(","))
@@ -230,7 +235,20 @@ def main(argv=None):
     return _accumulation_main(args, sizes, widths, contexts, ks)
   rows, tables, all_trainers = [], [], {}
   xla = ", XLA-compiled step" if args.jit_compile else ""
+  _time_contexts(args, sizes, widths, contexts, xla, rows, tables, all_trainers)
+  if args.demo:
+    _time_demo(args, xla, rows, tables, all_trainers)
+  if args.profile:
+    _profile(args, xla, rows, tables, all_trainers)
+  if not args.no_pipeline:
+    _time_pipeline(args, xla, rows, tables)
+  markdown = "\n\n".join(tables)
+  print(write_results(rows, args.out, markdown, args.markdown))
+  return markdown
 
+
+def _time_contexts(args, sizes, widths, contexts, xla, rows, tables, all_trainers):
+  """it/s of every context at every size, round robin; one table per size."""
   for size in sizes:
     print(f"[{size}x{size}] building {', '.join(contexts)} (ch={widths[size]}, "
           f"batch={args.batch}) ...", flush=True)
@@ -253,58 +271,60 @@ def main(argv=None):
     tables.append("\n".join(lines))
     print("\n" + tables[-1] + "\n", flush=True)
 
-  if args.demo:
-    print("[demo] the demo model (32x32, ch=8, batch 32, ham_nmf rank 8) ...", flush=True)
-    demo = {(32, "demo"): _trainer(32, "ham_nmf", 32, 8, args.loops, "memory",
-                                   jit_compile=args.jit_compile, z_dim=64,
-                                   context_settings={"rank": 8, "steps": 6})}
-    secs = _time_round_robin(demo, args.loops, args.rounds)
-    tables.append(f"### the demo model (32x32, ch=8, batch 32, ham_nmf rank 8{xla})\n\n"
-                  f"| model | it/s |\n|---|---|\n| demo | {1 / secs[(32, 'demo')]:.2f} |")
-    rows.append(dict(bench="step", image_size=32, context="demo", ch=8, batch=32,
-                     jit_compile=args.jit_compile, it_per_s=1 / secs[(32, "demo")],
-                     time=time.time()))
-    all_trainers[(32, "demo")] = demo[(32, "demo")]
 
-  if args.profile:
-    print("[profile] tracing every configuration ...", flush=True)
-    profiled = []
-    for (size, name), trainer in all_trainers.items():
-      trace = op_profile.profile_ops(lambda t=trainer: t.run_loop(args.loops), args.loops)
-      summary = op_profile.summarize(trace)
-      profiled.append((f"{name} @ {size}x{size}", summary))
-      rows.append(dict(bench="step_profile", image_size=size, context=name,
-                       jit_compile=args.jit_compile, time=time.time(),
-                       **{k: v for k, v in summary.items() if k != "top"}))
-    tables.append(f"### where the step's time goes (tf.profiler, {args.loops} steps each{xla})"
-                  "\n\n" + op_profile.format_table(profiled))
-    print("\n" + tables[-1] + "\n", flush=True)
+def _time_demo(args, xla, rows, tables, all_trainers):
+  """it/s of the demo's model."""
+  print("[demo] the demo model (32x32, ch=8, batch 32, ham_nmf rank 8) ...", flush=True)
+  demo = {(32, "demo"): _trainer(32, "ham_nmf", 32, 8, args.loops, "memory",
+                                 jit_compile=args.jit_compile, z_dim=64,
+                                 context_settings={"rank": 8, "steps": 6})}
+  secs = _time_round_robin(demo, args.loops, args.rounds)
+  tables.append(f"### the demo model (32x32, ch=8, batch 32, ham_nmf rank 8{xla})\n\n"
+                f"| model | it/s |\n|---|---|\n| demo | {1 / secs[(32, 'demo')]:.2f} |")
+  rows.append(dict(bench="step", image_size=32, context="demo", ch=8, batch=32,
+                   jit_compile=args.jit_compile, it_per_s=1 / secs[(32, "demo")],
+                   time=time.time()))
+  all_trainers[(32, "demo")] = demo[(32, "demo")]
 
-  if not args.no_pipeline:
-    size = 32
-    print("[pipeline] digits tf.data vs a batch in memory, ham_nmf at 32x32 ...", flush=True)
-    trainers = {(size, source): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
-                                         args.loops, source, jit_compile=args.jit_compile)
-                for source in ("memory", "digits")}
-    # The digits pipeline caches its decoded images during the first epoch: time the
-    # steady state that a long run sees, after one full epoch.
-    epoch = -(-1500 // args.batch) + 1
-    secs = _time_round_robin(trainers, args.loops, args.rounds, warmup={(size, "digits"): epoch})
-    mem, real = secs[(size, "memory")], secs[(size, "digits")]
-    tables.append("\n".join([
-        f"### input pipeline (ham_nmf, 32x32, ch={args.pipeline_ch}, batch {args.batch}{xla})",
-        "",
-        "| input | it/s | time vs in-memory |", "|---|---|---|",
-        f"| batch in memory | {1 / mem:.2f} | 1.00x |",
-        f"| digits tf.data pipeline | {1 / real:.2f} | {real / mem:.3f}x |"]))
-    rows.append(dict(bench="pipeline", image_size=size, ch=args.pipeline_ch,
-                     batch=args.batch, jit_compile=args.jit_compile, memory_it_per_s=1 / mem,
-                     pipeline_it_per_s=1 / real, ratio=real / mem, time=time.time()))
-    print("\n" + tables[-1] + "\n", flush=True)
 
-  markdown = "\n\n".join(tables)
-  print(write_results(rows, args.out, markdown, args.markdown))
-  return markdown
+def _profile(args, xla, rows, tables, all_trainers):
+  """Traces every configuration timed so far with tf.profiler."""
+  print("[profile] tracing every configuration ...", flush=True)
+  profiled = []
+  for (size, name), trainer in all_trainers.items():
+    trace = op_profile.profile_ops(lambda t=trainer: t.run_loop(args.loops), args.loops)
+    summary = op_profile.summarize(trace)
+    profiled.append((f"{name} @ {size}x{size}", summary))
+    rows.append(dict(bench="step_profile", image_size=size, context=name,
+                     jit_compile=args.jit_compile, time=time.time(),
+                     **{k: v for k, v in summary.items() if k != "top"}))
+  tables.append(f"### where the step's time goes (tf.profiler, {args.loops} steps each{xla})"
+                "\n\n" + op_profile.format_table(profiled))
+  print("\n" + tables[-1] + "\n", flush=True)
+
+
+def _time_pipeline(args, xla, rows, tables):
+  """The digits tf.data pipeline against a batch held in memory."""
+  size = 32
+  print("[pipeline] digits tf.data vs a batch in memory, ham_nmf at 32x32 ...", flush=True)
+  trainers = {(size, source): _trainer(size, "ham_nmf", args.batch, args.pipeline_ch,
+                                       args.loops, source, jit_compile=args.jit_compile)
+              for source in ("memory", "digits")}
+  # The digits pipeline caches its decoded images during the first epoch: time the
+  # steady state that a long run sees, after one full epoch.
+  epoch = -(-1500 // args.batch) + 1
+  secs = _time_round_robin(trainers, args.loops, args.rounds, warmup={(size, "digits"): epoch})
+  mem, real = secs[(size, "memory")], secs[(size, "digits")]
+  tables.append("\n".join([
+      f"### input pipeline (ham_nmf, 32x32, ch={args.pipeline_ch}, batch {args.batch}{xla})",
+      "",
+      "| input | it/s | time vs in-memory |", "|---|---|---|",
+      f"| batch in memory | {1 / mem:.2f} | 1.00x |",
+      f"| digits tf.data pipeline | {1 / real:.2f} | {real / mem:.3f}x |"]))
+  rows.append(dict(bench="pipeline", image_size=size, ch=args.pipeline_ch,
+                   batch=args.batch, jit_compile=args.jit_compile, memory_it_per_s=1 / mem,
+                   pipeline_it_per_s=1 / real, ratio=real / mem, time=time.time()))
+  print("\n" + tables[-1] + "\n", flush=True)
 
 
 if __name__ == "__main__":
