@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hamgan  # noqa: E402,F401  (first: it routes tf.keras to tf-keras before TF loads)
+import gin
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -33,7 +34,9 @@ def two_cpu_strategy():
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-  """Each test starts from float32, a clean Keras session and fixed seeds."""
+  """Each test starts from float32, a clean Keras session, fixed seeds and no gin
+  bindings (a CLI test's `train.*` bindings would otherwise reach the next TrainConfig)."""
+  gin.clear_config()
   tf.keras.mixed_precision.set_global_policy("float32")
   tf.keras.backend.clear_session()
   tf.keras.utils.set_random_seed(1234)
