@@ -98,6 +98,9 @@ def test_offline_default_classifier_fails_fast_with_instructions(tmp_path, monke
 
 def test_default_handle_loads_from_the_hashed_tfhub_cache_offline(tmp_path, monkeypatch):
   monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+  # tensorflow_hub reads its load format from this variable, else from absl's global
+  # FLAGS; earlier in-process CLI tests of the suite reset those flags.
+  monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "AUTO")
   digest = hashlib.sha1(classifier_lib.INCEPTION_TFHUB.encode()).hexdigest()
   tf.saved_model.save(StandInClassifier(seed=3), str(tmp_path / digest))
   clf = classifier_lib.load_classifier()  # no network: the extracted module is found
