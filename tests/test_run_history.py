@@ -31,12 +31,6 @@ def _nmf(steps):
   return f"Generator.context_settings = {{'rank': 2, 'steps': {steps}}}"
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-  yield
-  gin.clear_config()
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
