@@ -129,6 +129,49 @@ def test_intra_fid_with_labelled_real_data_is_the_mean_of_per_class_fids(tmp_pat
   assert row["metric_set"] == ["fid", "intra_fid", "is"]
 
 
+def test_conditional_accuracy_equals_argmax_of_the_classifier_on_the_drawn_classes(
+    tmp_path):
+  """The row's conditional accuracy against G and the classifier run by hand."""
+  from hamgan.evaluation import features
+  from hamgan.evaluation import restore
+  from test_eval_cli import CLASSES, Z_DIM, _generator
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))
+  clf = str(tmp_path / "clf")
+  tf.saved_model.save(StandInClassifier(seed=3, classes=CLASSES), clf)
+  (row,) = _evaluator(model_dir, clf, cache, conditional_accuracy=True, num_samples=100,
+                      standing_batches=0).evaluate_all()
+  g = _generator()
+  restore.restore_generator(g, row["checkpoint"], use_ema=True)
+  z, y = features.latent_inputs(100, CLASSES, Z_DIM, seed=0)
+  images = g((tf.constant(z), tf.constant(y)), training=False)
+  from hamgan.evaluation import preprocessing
+  logits = tf.saved_model.load(clf)(preprocessing.to_classifier_input(images, 12))["logits"]
+  logits = logits.numpy()
+  expected = np.mean(np.argmax(logits.astype(np.float64), 1) == y)
+  assert row["metrics"]["conditional_accuracy100"] == pytest.approx(expected, abs=1e-12)
+  assert 0.0 < expected < 1.0  # a number that tells the classes apart, not 0 or 1
+  assert "conditional_accuracy" in row["metric_set"]
+
+
+def test_conditional_accuracy_refuses_a_classifier_of_other_classes(tmp_path, clf_path):
+  model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  _make_run(model_dir, steps=(10,))   # G has 10 classes, the stand-in classifier 7
+  with pytest.raises(ValueError, match="7 outputs and the generator 10 classes"):
+    _evaluator(model_dir, clf_path, cache, conditional_accuracy=True).evaluate_all()
+
+
+def test_conditional_accuracy_formula_on_made_up_logits():
+  from hamgan.evaluation import metrics
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 5, 40)
+  logits = rng.normal(size=(40, 5))
+  logits[np.arange(40), labels] += np.where(np.arange(40) % 4 != 0, 10.0, -10.0)  # 30 right
+  assert metrics.conditional_accuracy(logits, labels, 5) == 0.75
+  with pytest.raises(ValueError, match="6 classes"):
+    metrics.conditional_accuracy(logits, labels, 6)
+
+
 def test_one_cache_root_for_classifiers_and_real_statistics(monkeypatch, tmp_path):
   from hamgan.evaluation import digits_classifier
   monkeypatch.delenv("HAMGAN_CACHE_DIR", raising=False)

@@ -76,6 +76,11 @@ def define_flags(fv):
   flags.DEFINE_boolean("intra_fid", False,
                        "Also compute intra-class FID (mean over classes; per-class "
                        "values in the row).", flag_values=fv)
+  flags.DEFINE_boolean("conditional_accuracy", False,
+                       "Also compute the conditional accuracy: the fraction of samples "
+                       "drawn for class c that the classifier puts in class c. Needs a "
+                       "classifier whose outputs are G's classes (e.g. the digits one).",
+                       flag_values=fv)
   flags.DEFINE_float("truncation", None, "Truncation threshold of z (default: none).",
                      flag_values=fv)
   flags.DEFINE_integer("standing_batches", None,
@@ -136,7 +141,8 @@ def settings_from_flags(fv):
       num_samples=fv.num_samples, batch_size=fv.batch_size, real_dataset=fv.real_dataset,
       real_split=fv.real_split, real_num_samples=fv.real_num_samples,
       data_dir=fv.data_dir, classifier_path=fv.classifier_path, use_ema=fv.use_ema,
-      kid=fv.kid, manifold=fv.manifold, intra_fid=fv.intra_fid, truncation=fv.truncation,
+      kid=fv.kid, manifold=fv.manifold, intra_fid=fv.intra_fid,
+      conditional_accuracy=fv.conditional_accuracy, truncation=fv.truncation,
       standing_batches=fv.standing_batches, seed=fv.seed, cache_dir=fv.cache_dir,
       force=fv.force,
       progress_every_s=fv.progress_every_s)
@@ -157,7 +163,8 @@ def image_settings_from_flags(fv):
       num_samples=fv.num_samples if fv["num_samples"].present else None,  # else: all
       real_num_samples=fv.real_num_samples, data_dir=fv.data_dir,
       classifier_path=fv.classifier_path, batch_size=fv.batch_size, kid=fv.kid,
-      manifold=fv.manifold, intra_fid=fv.intra_fid, cache_dir=fv.cache_dir, out=fv.out,
+      manifold=fv.manifold, intra_fid=fv.intra_fid,
+      conditional_accuracy=fv.conditional_accuracy, cache_dir=fv.cache_dir, out=fv.out,
       export_stats=fv.export_stats, progress_every_s=fv.progress_every_s)
 
 

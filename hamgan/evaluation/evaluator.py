@@ -41,7 +41,7 @@ DEFAULT_STANDING_BATCHES = standing.DEFAULT_BATCHES
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
                        batch_size=100, strategy=None, seed=0, kid=False, write=None,
                        truncation=None, manifold=False, intra_fid=False, real_asked=None,
-                       details=None):
+                       details=None, conditional_accuracy=False):
   """Metrics of `generator` against `real` (a real_stats.RealStats).
 
   Args beyond the obvious: `real_asked`, the real count asked for (a name gets
@@ -57,7 +57,9 @@ def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_
   label = scoring.sample_label(num_samples, real.count, real_asked)
   against = f"{real.key.dataset.replace('/', '_')}-{real.key.split}"
   values, extra = scoring.score(real, feats, label, against, kid=kid, manifold=manifold,
-                                intra_fid=intra_fid)
+                                intra_fid=intra_fid,
+                                conditional_accuracy=conditional_accuracy,
+                                num_classes=num_classes)
   if details is not None:
     details.update(extra)
   return values, feats
@@ -81,6 +83,7 @@ class EvalSettings:
   kid: bool = False
   manifold: bool = False  # precision/recall (k=3), density/coverage (k=5)
   intra_fid: bool = False
+  conditional_accuracy: bool = False  # needs a classifier of G's own classes
   truncation: float = None
   standing_batches: int = None  # None: DEFAULT_STANDING_BATCHES for the EMA G, else 0
   seed: int = 0
@@ -214,7 +217,8 @@ class Evaluator:
         config_sha256=self._generator_config[1], batch_size=s.batch_size,
         generator=generator_key, standing_batches=standing.batches_for(generator_key, s.standing_batches),
         classifier=self.classifier.identity,
-        metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid), seed=s.seed,
+        metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid,
+                                      s.conditional_accuracy), seed=s.seed,
         truncation=s.truncation, num_samples=s.num_samples, real_dataset=key.dataset,
         real_split=key.split, real_data_dir=key.data_dir, real_num_samples=key.num_samples,
         real_key_sha256=hashlib.sha256(key.to_json().encode()).hexdigest()[:16],
@@ -246,7 +250,8 @@ class Evaluator:
         g, self.classifier, real, s.num_samples, int(g.num_classes), int(g.z_dim),
         batch_size=s.batch_size, strategy=self.strategy, seed=s.seed, kid=s.kid,
         write=self.write, truncation=s.truncation, manifold=s.manifold,
-        intra_fid=s.intra_fid, real_asked=self.real_asked(), details=details)
+        intra_fid=s.intra_fid, real_asked=self.real_asked(), details=details,
+        conditional_accuracy=s.conditional_accuracy)
     png = os.path.join(self.model_dir, "eval", f"samples_step_{step}.png")
     images_lib.write_png(png, images_lib.sample_grid(g, int(g.num_classes), int(g.z_dim)))
     elapsed = time.time() - start

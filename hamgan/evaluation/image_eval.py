@@ -47,6 +47,7 @@ class ImageEvalSettings:
   kid: bool = False
   manifold: bool = False
   intra_fid: bool = False
+  conditional_accuracy: bool = False
   cache_dir: str = None
   out: str = None
   export_stats: str = None
@@ -185,9 +186,11 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
   if fake_set is not None:
     scoring.check_request(has_features, has_labels, s.kid, s.manifold, s.intra_fid,
                           source=s.real_stats or s.real_images or s.real_dataset)
-    if s.intra_fid and fake_set.labels is None:
-      raise ValueError(f"--intra_fid needs class labels of the generated images, but "
-                       f"{s.images!r} has none; save them as `labels` in the .npz.")
+    for name, on in (("--intra_fid", s.intra_fid),
+                     ("--conditional_accuracy", s.conditional_accuracy)):
+      if on and fake_set.labels is None:
+        raise ValueError(f"{name} needs class labels of the generated images, but "
+                         f"{s.images!r} has none; save them as `labels` in the .npz.")
   classifier = classifier_lib.load_classifier(s.classifier_path)
   if real_side.stats_arrays is not None:
     stats_file.check_feature_dim(s.real_stats, real_side.stats_arrays[0],
@@ -203,7 +206,7 @@ def evaluate_images(s, strategy=None, write=None, real_resolution=None):
       progress_every_s=s.progress_every_s, write=write)
   label = scoring.sample_label(fake.count, real.count, asked)
   values, extra = scoring.score(real, fake, label, against, s.kid, s.manifold,
-                                s.intra_fid)
+                                s.intra_fid, s.conditional_accuracy)
   protocol = f"{label}/{against}"
   if classifier.identity != classifier_lib.INCEPTION_TFHUB:  # as the run evaluator's
     protocol += f", classifier {os.path.basename(classifier.source)}"

@@ -101,3 +101,28 @@ def kernel_distance(real_activations, generated_activations, max_block_size=None
       tf.constant(a, tf.float64), tf.constant(b, tf.float64),
       max_block_size=max_block_size)
   return float(kid), float(std)
+
+
+def conditional_accuracy(logits, labels, num_classes=None):
+  """The fraction of samples drawn for class c whose classifier argmax is c.
+
+  Meaningful only when the classifier's output c is the generator's class c (e.g. the
+  digits classifier for an MNIST G; not Inception's 1008 outputs for an ImageNet G):
+  `num_classes`, when given, must equal the classifier's output count.
+  """
+  logits = _as_2d("logits", logits)
+  labels = np.asarray(labels)
+  if labels.shape != (logits.shape[0],):
+    raise ValueError(f"labels have shape {labels.shape}; expected ({logits.shape[0]},), "
+                     "one class per sample.")
+  width = logits.shape[1]
+  if num_classes is not None and num_classes != width:
+    raise ValueError(
+        f"--conditional_accuracy needs a classifier whose outputs are the generator's "
+        f"classes, but it has {width} outputs and the generator {num_classes} classes; "
+        "pass a classifier trained on the generator's labels (--classifier_path) or "
+        "drop --conditional_accuracy.")
+  if labels.min() < 0 or labels.max() >= width:
+    raise ValueError(f"labels span {labels.min()}..{labels.max()}, outside the "
+                     f"classifier's {width} outputs; drop --conditional_accuracy.")
+  return float(np.mean(np.argmax(logits, axis=1) == labels))

@@ -9,6 +9,8 @@ appended when fewer real images were used than asked for; A: `<data set>-<split>
   precision{n}_k3/A, recall{n}_k3/A     improved precision / recall       (--manifold)
   density{n}_k5/A, coverage{n}_k5/A     density / coverage                (--manifold)
   intra_fid{n}/A            mean over classes of each class's FID         (--intra_fid)
+  conditional_accuracy{n}   samples of class c that the classifier puts in c
+                                                          (--conditional_accuracy)
 
 `check_request` says, before any sample is drawn, which asked-for metrics the real
 side cannot give (statistics without features, data without labels).
@@ -30,10 +32,12 @@ def sample_label(num_generated, real_count=None, real_asked=None):
   return label
 
 
-def metric_set(kid=False, manifold=False, intra_fid=False):
+def metric_set(kid=False, manifold=False, intra_fid=False, conditional_accuracy=False):
   """The metrics asked for, as a sorted list (a part of the results row key)."""
   names = ["fid", "is"] + [n for n, on in (("kid", kid), ("manifold", manifold),
-                                           ("intra_fid", intra_fid)) if on]
+                                           ("intra_fid", intra_fid),
+                                           ("conditional_accuracy", conditional_accuracy))
+                           if on]
   return sorted(names)
 
 
@@ -65,8 +69,13 @@ def intra_class_fid(real_features, real_labels, fake_features, fake_labels):
   return float(np.mean(list(per_class.values()))), per_class
 
 
-def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False):
-  """Returns ({metric name: float}, {extra row fields}) for RealStats `real`, Features `fake`."""
+def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False,
+          conditional_accuracy=False, num_classes=None):
+  """Returns ({metric name: float}, {extra row fields}) for RealStats `real`, Features `fake`.
+
+  `num_classes`: the generator's class count, checked against the classifier's outputs
+  for the conditional accuracy.
+  """
   check_request(real.activations is not None, real.labels is not None, kid, manifold,
                 intra_fid)
   if real.activations is not None:
@@ -96,4 +105,10 @@ def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False
                                       fake.labels)
     values[f"intra_fid{label}/{against}"] = mean
     extra["intra_fid_per_class"] = {str(c): v for c, v in per_class.items()}
+  if conditional_accuracy:
+    if fake.labels is None:
+      raise ValueError("--conditional_accuracy needs the class of every generated image; "
+                       "these images have none (save them as `labels` in the .npz).")
+    values[f"conditional_accuracy{base}"] = metrics.conditional_accuracy(
+        fake.logits, fake.labels, num_classes)
   return values, extra
