@@ -1,4 +1,4 @@
-"""hamgan's float64 FID / IS / KID (metric_formulas) against TF-GAN and independent references.
+"""hamgan's float64 FID / IS / KID (metrics.*_float64) against TF-GAN and independent references.
 
 The TF-GAN comparison runs where TF-GAN imports (the `tpu` stack); the reference
 comparisons run on both stacks.
@@ -9,7 +9,6 @@ import scipy.linalg
 import scipy.special
 import tensorflow as tf
 
-from hamgan.evaluation import metric_formulas
 from hamgan.evaluation import metrics
 
 TF_VERSION = tuple(int(p) for p in tf.__version__.split(".")[:2])
@@ -44,9 +43,9 @@ def test_float64_formulas_agree_with_tfgan_on_the_same_activations():
   want_kid, want_std = (float(v) for v in
                         tfgan.eval.kernel_classifier_distance_and_std_from_activations(
                             f64(real), f64(gen), max_block_size=50))
-  got_kid, got_std = metric_formulas.kernel_distance(real, gen, 50)
-  assert metric_formulas.frechet_distance(real, gen) == pytest.approx(want_fid, rel=1e-6)
-  assert metric_formulas.inception_score(logits) == pytest.approx(want_is, rel=1e-6)
+  got_kid, got_std = metrics.kernel_distance_float64(real, gen, 50)
+  assert metrics.frechet_distance_float64(real, gen) == pytest.approx(want_fid, rel=1e-6)
+  assert metrics.inception_score_float64(logits) == pytest.approx(want_is, rel=1e-6)
   assert got_kid == pytest.approx(want_kid, rel=1e-6)
   assert got_std == pytest.approx(want_std, rel=1e-6)
   assert want_fid > 1.0 and want_is > 2.0 and want_kid > 5 * want_std  # not trivially 0
@@ -57,15 +56,15 @@ def test_float64_fid_equals_scipy_sqrtm_of_the_product():
   s1, s2 = np.cov(real, rowvar=False), np.cov(gen, rowvar=False)  # ddof=1
   want = (np.sum((real.mean(0) - gen.mean(0)) ** 2) + np.trace(s1) + np.trace(s2)
           - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real)
-  assert metric_formulas.frechet_distance(real, gen) == pytest.approx(want, rel=1e-6)
-  assert abs(metric_formulas.frechet_distance(real, real)) < 1e-8
+  assert metrics.frechet_distance_float64(real, gen) == pytest.approx(want, rel=1e-6)
+  assert abs(metrics.frechet_distance_float64(real, real)) < 1e-8
 
 
 def test_float64_inception_score_equals_the_kl_formula():
   logits = _logits(6)
   p = scipy.special.softmax(logits, axis=1)
   kl = scipy.special.rel_entr(p, p.mean(axis=0)).sum(axis=1)
-  assert metric_formulas.inception_score(logits) == pytest.approx(np.exp(kl.mean()), rel=1e-9)
+  assert metrics.inception_score_float64(logits) == pytest.approx(np.exp(kl.mean()), rel=1e-9)
 
 
 def test_float64_kid_equals_pairwise_sums_over_the_blocks():
@@ -81,7 +80,7 @@ def test_float64_kid_equals_pairwise_sums_over_the_blocks():
   # max 8 rows: 3 blocks; 23 rows -> sizes 7, 8, 8; 21 rows -> 7, 7, 7.
   blocks = [mmd(real[a:b], gen[c:d])
             for (a, b), (c, d) in zip([(0, 7), (7, 15), (15, 23)], [(0, 7), (7, 14), (14, 21)])]
-  kid, std = metric_formulas.kernel_distance(real, gen, 8)
+  kid, std = metrics.kernel_distance_float64(real, gen, 8)
   assert kid == pytest.approx(np.mean(blocks), rel=1e-9)
   assert std == pytest.approx(np.std(blocks, ddof=1) / np.sqrt(3), rel=1e-9)
-  assert np.isnan(metric_formulas.kernel_distance(real, gen, 100)[1])  # one block
+  assert np.isnan(metrics.kernel_distance_float64(real, gen, 100)[1])  # one block

@@ -5,8 +5,8 @@ docs/design.md, 'Evaluation protocol'.
 Modules, one concept each:
   classifier         load the Inception module (or a local SavedModel) once per process.
   preprocessing      images in [-1, 1] -> the classifier's input size (bilinear).
-  metrics            FID / IS / KID from features, with TF-GAN's functions.
-  metric_formulas    the same formulas in float64 NumPy (the current stack's, and the check).
+  metrics            FID / IS / KID / intra-class FID from features: the float64 NumPy
+                     formulas, and TF-GAN's functions where TF-GAN imports.
   latent             z and labels for generation, with the bounded truncation trick.
   features           stream samples through G and the classifier under a strategy.
   real_stats         real-data features, cached on disk under a full key.

@@ -56,19 +56,6 @@ def check_request(has_features, has_labels, kid=False, manifold=False, intra_fid
                      "none; add `labels` to the .npz, or drop --intra_fid.")
 
 
-def intra_class_fid(real_features, real_labels, fake_features, fake_labels):
-  """(mean, {class: FID}) over the classes with at least 2 samples on both sides."""
-  per_class = {}
-  for c in np.intersect1d(np.unique(real_labels), np.unique(fake_labels)):
-    r, f = real_features[real_labels == c], fake_features[fake_labels == c]
-    if len(r) >= 2 and len(f) >= 2:
-      per_class[int(c)] = metrics.frechet_distance(r, f)
-  if not per_class:
-    raise ValueError("no class has at least 2 real and 2 generated samples; intra-class "
-                     "FID needs more samples per class (or drop --intra_fid).")
-  return float(np.mean(list(per_class.values()))), per_class
-
-
 def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False,
           conditional_accuracy=False, num_classes=None):
   """Returns ({metric name: float}, {extra row fields}) for RealStats `real`, Features `fake`.
@@ -101,8 +88,8 @@ def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False
                     ("coverage", dc_k)):
       values[f"{name}{label}_k{k}/{against}"] = m[name]
   if intra_fid:
-    mean, per_class = intra_class_fid(real.activations, real.labels, fake.pool_3,
-                                      fake.labels)
+    mean, per_class = metrics.intra_class_fid(real.activations, real.labels,
+                                              fake.pool_3, fake.labels)
     values[f"intra_fid{label}/{against}"] = mean
     extra["intra_fid_per_class"] = {str(c): v for c, v in per_class.items()}
   if conditional_accuracy:
