@@ -11,8 +11,8 @@ from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import image_eval
 from hamgan.evaluation import image_files
+from hamgan.evaluation import metrics
 from hamgan.evaluation import scoring
-from hamgan.evaluation import stats_file
 from test_evaluation import StandInClassifier, _fid_reference, _numpy_features, _real_images
 
 
@@ -101,7 +101,7 @@ def test_exported_statistics_give_the_same_fid_and_refuse_feature_metrics(
 def test_fid_from_moments_equals_fid_from_activations():
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=(200, 6)), rng.normal(size=(150, 6)) * 1.3 + 0.2
-  got = stats_file.frechet_distance_from_moments(
+  got = metrics.frechet_distance_from_moments(
       a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
   assert got == pytest.approx(_fid_reference(a, b), rel=1e-9)
 

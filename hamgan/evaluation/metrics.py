@@ -10,6 +10,9 @@ Two implementations of the same formulas, side by side:
       FID  ||m1 - m2||^2 + tr(S1) + tr(S2) - 2 tr(sqrt(A S2 A)), A = sqrt(S1), S the
            unbiased (N - 1) covariances; each square root of a symmetric PSD matrix
            from its SVD, singular values under 1e-10 left as they are instead of rooted.
+           One function (`frechet_distance_from_moments`) and one square root
+           (`symmetric_sqrt`) for every FID hamgan computes itself, from activations
+           or from a statistics file's mu and sigma.
       IS   exp(mean_x KL(p(y|x) || p(y))), p(y) the mean of the softmaxes.
       KID  the unbiased MMD^2 with the kernel (x.y / D + 1)^3, averaged over equal
            blocks (the smaller blocks first), and its standard error (NaN for one block).
@@ -67,17 +70,32 @@ def symmetric_sqrt(mat):
   return (u * root) @ vt
 
 
+def frechet_distance_from_moments(mu1, sigma1, mu2, sigma2):
+  """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr(sqrt(S1 S2)), in float64: hamgan's one FID.
+
+  tr(sqrt(S1 S2)) is taken as tr(sqrt(A S2 A)) with A = sqrt(S1): the product stays
+  symmetric, and both roots are `symmetric_sqrt`'s. Every FID hamgan computes itself
+  comes from here: from activations (`frechet_distance_float64`, through their means
+  and unbiased covariances) and from a statistics file's mu and sigma (`scoring`).
+  """
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+  if mu1.shape != mu2.shape:
+    raise ValueError(f"feature sizes differ: {mu1.shape} vs {mu2.shape}; use statistics "
+                     "of the same classifier on both sides.")
+  a = symmetric_sqrt(sigma1)
+  trace_sqrt = np.trace(symmetric_sqrt(a @ sigma2 @ a))
+  mean_term = np.sum(np.square(mu1 - mu2))
+  return float(mean_term + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
+
+
 def frechet_distance_float64(real, generated):
-  """FID between activation sets (N1, D) and (N2, D)."""
+  """FID between activation sets (N1, D) and (N2, D), from their moments."""
   real = np.asarray(real, np.float64)
   generated = np.asarray(generated, np.float64)
-  sigma_r = _unbiased_covariance(real)
-  sigma_g = _unbiased_covariance(generated)
-  # tr(sqrt(S1 S2)) = tr(sqrt(A S2 A)) with A = sqrt(S1): the product stays symmetric.
-  a = symmetric_sqrt(sigma_r)
-  trace_sqrt = np.trace(symmetric_sqrt(a @ sigma_g @ a))
-  mean_term = np.sum(np.square(real.mean(axis=0) - generated.mean(axis=0)))
-  return float(mean_term + np.trace(sigma_r) + np.trace(sigma_g) - 2.0 * trace_sqrt)
+  return frechet_distance_from_moments(real.mean(axis=0), _unbiased_covariance(real),
+                                       generated.mean(axis=0),
+                                       _unbiased_covariance(generated))
 
 
 def _log_softmax(logits):

@@ -19,7 +19,6 @@ import numpy as np
 
 from hamgan.evaluation import manifold as manifold_lib
 from hamgan.evaluation import metrics
-from hamgan.evaluation import stats_file
 
 IS_SPLITS = 10
 
@@ -69,7 +68,7 @@ def score(real, fake, label, against, kid=False, manifold=False, intra_fid=False
     fid = metrics.frechet_distance(real.activations, fake.pool_3)
   else:
     gen = fake.pool_3.astype(np.float64)
-    fid = stats_file.frechet_distance_from_moments(
+    fid = metrics.frechet_distance_from_moments(
         real.mean, real.cov, gen.mean(axis=0), np.cov(gen, rowvar=False))
   base = metrics.count_label(fake.count)
   values = {f"fid{label}/{against}": fid, f"is{base}": metrics.inception_score(fake.logits)}

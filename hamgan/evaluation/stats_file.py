@@ -138,21 +138,3 @@ def load(path, feature_dim=None):
   """A RealStats (activations None) from an exported or TTUR statistics file."""
   return as_real_stats(path, check_file(path, feature_dim))
 
-
-def frechet_distance_from_moments(mu1, sigma1, mu2, sigma2):
-  """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrt(S1 S2)), in float64.
-
-  tr(sqrt(S1 S2)) is taken as tr(sqrt(A S2 A)), A = sqrt(S1): a symmetric PSD matrix,
-  so its root comes from eigenvalues clipped at 0 (no complex parts to drop).
-  """
-  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-  sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  if mu1.shape != mu2.shape:
-    raise ValueError(f"feature sizes differ: {mu1.shape} vs {mu2.shape}; use statistics "
-                     "of the same classifier on both sides.")
-  w, v = scipy.linalg.eigh(sigma1)
-  root1 = (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
-  inner = scipy.linalg.eigvalsh(root1 @ sigma2 @ root1)
-  trace_sqrt = np.sum(np.sqrt(np.maximum(inner, 0.0)))
-  return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
-               - 2.0 * trace_sqrt)
