@@ -145,8 +145,8 @@ def test_conditional_accuracy_equals_argmax_of_the_classifier_on_the_drawn_class
   restore.restore_generator(g, row["checkpoint"], use_ema=True)
   z, y = features.latent_inputs(100, CLASSES, Z_DIM, seed=0)
   images = g((tf.constant(z), tf.constant(y)), training=False)
-  from hamgan.evaluation import preprocessing
-  logits = tf.saved_model.load(clf)(preprocessing.to_classifier_input(images, 12))["logits"]
+  from hamgan.evaluation import classifier as classifier_lib
+  logits = tf.saved_model.load(clf)(classifier_lib.to_classifier_input(images, 12))["logits"]
   logits = logits.numpy()
   expected = np.mean(np.argmax(logits.astype(np.float64), 1) == y)
   assert row["metrics"]["conditional_accuracy100"] == pytest.approx(expected, abs=1e-12)

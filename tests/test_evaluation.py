@@ -115,13 +115,12 @@ class CountingData:
 
 def test_preprocessing_is_bilinear_resize_in_range():
   x = np.linspace(-1, 1, 2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
-  from hamgan.evaluation import preprocessing  # pylint: disable=g-import-not-at-top
-  y = preprocessing.to_classifier_input(x, 8).numpy()
+  y = classifier_lib.to_classifier_input(x, 8).numpy()
   assert y.shape == (2, 8, 8, 3) and y.min() >= -1 and y.max() <= 1
   # Half-pixel bilinear 4 -> 8: output pixel 1 sits at input coordinate 0.25 (0.75*x0+0.25*x1).
   np.testing.assert_allclose(y[0, 0, 1], 0.75 * x[0, 0, 0] + 0.25 * x[0, 0, 1], rtol=1e-5)
   with pytest.raises(ValueError, match="not \\(B, H, W, 3\\)"):
-    preprocessing.to_classifier_input(np.zeros((2, 4, 4, 1), np.float32), 8)
+    classifier_lib.to_classifier_input(np.zeros((2, 4, 4, 1), np.float32), 8)
 
 
 def test_fid_and_is_equal_numpy_scipy_on_the_same_features(saved_classifiers, tmp_path):

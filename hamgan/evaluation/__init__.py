@@ -3,8 +3,8 @@
 docs/design.md, 'Evaluation protocol'.
 
 Modules, one concept each:
-  classifier         load the Inception module (or a local SavedModel) once per process.
-  preprocessing      images in [-1, 1] -> the classifier's input size (bilinear).
+  classifier         load the Inception module (or a local SavedModel) once per process;
+                     images in [-1, 1] -> its input size (bilinear).
   metrics            FID / IS / KID / intra-class FID from features: the float64 NumPy
                      formulas, and TF-GAN's functions where TF-GAN imports.
   latent             z and labels for generation, with the bounded truncation trick.

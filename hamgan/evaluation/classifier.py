@@ -10,6 +10,11 @@ call, so we load it once here and call the loaded object per batch.
 Machines without internet get a clear error before any sample is generated: the
 TF-Hub cache is checked first and the host is probed with a short socket timeout
 (bounded in a thread, so a hanging DNS lookup cannot stall us).
+
+Preprocessing (docs/design.md, 'Evaluation protocol'): generated and real images both
+enter the classifier as float32 in [-1, 1], resized bilinearly by us to its input size
+(299x299 for Inception). Doing the same resize on both sides is what makes the real and
+generated features comparable.
 """
 import hashlib
 import os
@@ -21,8 +26,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from hamgan.evaluation import preprocessing
-
 # The handle TF-GAN names (tfgan.eval.INCEPTION_TFHUB); kept as a literal so that loading
 # a local classifier does not need TF-GAN. tests/test_evaluation.py checks they agree.
 INCEPTION_TFHUB = "https://tfhub.dev/tensorflow/tfgan/eval/inception/1"
@@ -31,6 +34,37 @@ OUTPUT_KEYS = ("logits", "pool_3")
 _PROBE_TIMEOUT_S = 2.5
 
 _LOADED = {}  # (source, fingerprint) -> Classifier: loaded once per process.
+
+
+def to_classifier_input(images, image_size):
+  """Returns `images` (B, H, W, 3) as float32 (B, image_size, image_size, 3).
+
+  Args:
+    images: float images in [-1, 1], NHWC with 3 channels.
+    image_size: the classifier's square input size (299 for Inception).
+
+  Raises:
+    ValueError: when the images are not NHWC RGB or the size is not positive.
+  """
+  if not isinstance(image_size, int) or image_size <= 0:
+    raise ValueError(
+        f"image_size={image_size!r} is not a positive int; pass the classifier's "
+        "input size, e.g. 299 for Inception.")
+  images = tf.convert_to_tensor(images)
+  if images.shape.rank != 4 or images.shape[-1] != 3:
+    raise ValueError(
+        f"images of shape {images.shape} are not (B, H, W, 3); pass NHWC RGB images "
+        "in [-1, 1].")
+  images = tf.cast(images, tf.float32)
+  if images.shape[1] == image_size and images.shape[2] == image_size:
+    return images
+  # Bilinear keeps [-1, 1] (a convex combination of neighbours): no clipping needed.
+  return tf.image.resize(images, (image_size, image_size), method="bilinear")
+
+
+def uint8_to_unit_range(images):
+  """Maps uint8 images 0..255 to float32 in [-1, 1] (x / 127.5 - 1)."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 class ClassifierUnavailableError(ValueError):
@@ -56,7 +90,7 @@ class Classifier:
     self.source = source
 
   def __call__(self, images):
-    x = preprocessing.to_classifier_input(images, self.image_size)
+    x = to_classifier_input(images, self.image_size)
     out = self._fn(x)
     if not isinstance(out, dict) or any(k not in out for k in OUTPUT_KEYS):
       got = sorted(out) if isinstance(out, dict) else type(out).__name__

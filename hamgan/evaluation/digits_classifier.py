@@ -25,7 +25,6 @@ from hamgan.data import digits as digits_data
 from hamgan.data import mnist5k as mnist_data
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
-from hamgan.evaluation import preprocessing
 from hamgan.evaluation import real_stats
 
 IMAGE_SIZE = digits_data.IMAGE_SIZE  # 32
@@ -43,7 +42,7 @@ def load_digits_arrays():
   """
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
-  images = preprocessing.uint8_to_unit_range(digits_data.upsample(digits.images)).numpy()
+  images = classifier_lib.uint8_to_unit_range(digits_data.upsample(digits.images)).numpy()
   labels = digits.target.astype(np.int32)
   train, test = digits_data.split_indices()
   return (images[train], labels[train]), (images[test], labels[test])
@@ -52,7 +51,7 @@ def load_digits_arrays():
 def load_mnist5k_arrays():
   """Like load_digits_arrays, for mnist5k: 4000 / 1000 images, the builder's split."""
   raw, labels = mnist_data.load_raw()
-  images = preprocessing.uint8_to_unit_range(mnist_data.pad_to_rgb(raw)).numpy()
+  images = classifier_lib.uint8_to_unit_range(mnist_data.pad_to_rgb(raw)).numpy()
   labels = labels.astype(np.int32)
   train, test = mnist_data.split_indices(labels)
   return (images[train], labels[train]), (images[test], labels[test])

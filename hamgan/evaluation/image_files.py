@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from hamgan.evaluation import preprocessing
+from hamgan.evaluation import classifier as classifier_lib
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -39,7 +39,7 @@ class ImageSet:
     def batches():
       for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        x = (preprocessing.uint8_to_unit_range(x) if x.dtype == np.uint8
+        x = (classifier_lib.uint8_to_unit_range(x) if x.dtype == np.uint8
              else tf.constant(x, tf.float32))
         yield (x, labels[start:start + batch_size]) if labels is not None else x
 
