@@ -106,6 +106,21 @@ def test_digits_classifier_contract_and_conditional_accuracy(digits_classifier_p
   assert digits_classifier.conditional_accuracy(_generator(), clf, 10) < 0.4
 
 
+def test_eval_all_steps_scores_only_the_steps_named(tmp_path, shared, digits_classifier_path):
+  model_dir = str(tmp_path / "run")
+  _make_run(model_dir, steps=(10, 20, 30))
+  with pytest.raises(ValueError, match=r"step\(s\) \[15\].*it has \[10, 20, 30\]"):
+    eval_cli.evaluate(_flags(model_dir, shared, digits_classifier_path, "--all",
+                             "--steps=10,15"))
+  with pytest.raises(ValueError, match="add --all"):
+    eval_cli.evaluate(_flags(model_dir, shared, digits_classifier_path, "--steps=10"))
+  assert run_dir.read_results(model_dir) == []
+  rows = eval_cli.evaluate(_flags(model_dir, shared, digits_classifier_path, "--all",
+                                  "--steps=30,10", "--standing_batches=0"))
+  assert [r["step"] for r in rows] == [10, 30]
+  assert sorted(r["step"] for r in run_dir.read_results(model_dir)) == [10, 30]
+
+
 def test_eval_all_writes_rows_grids_and_does_not_duplicate(
     tmp_path, shared, digits_classifier_path):
   model_dir = str(tmp_path / "run")

@@ -40,6 +40,8 @@ def define_flags(fv):
                       "Checkpoint to evaluate: a path, a ckpt-N name or a step. "
                       "Default: the latest.", flag_values=fv)
   flags.DEFINE_boolean("all", False, "Evaluate every checkpoint.", flag_values=fv)
+  flags.DEFINE_list("steps", None, "With --all: only these steps, e.g. 1200,2400,3600 "
+                    "(each must have a milestone or checkpoint).", flag_values=fv)
   flags.DEFINE_boolean("watch", False,
                        "Evaluate each new checkpoint as training writes it; stop "
                        "once TRAINING_DONE exists and all are evaluated.", flag_values=fv)
@@ -187,10 +189,27 @@ def evaluate(fv, strategy=None, write=None):
   if fv.watch:
     return ev.watch(poll_s=fv.poll_s, timeout_s=fv.watch_timeout_s)
   if fv.all:
-    return ev.evaluate_all()
+    return ev.evaluate_all(steps=parse_steps(fv.steps))
+  if fv.steps:
+    raise ValueError(f"--steps={','.join(fv.steps)} selects among --all's checkpoints; "
+                     "add --all, or pass one step as --checkpoint=N.")
   ev.checkpoints()  # a clear error when there is none
   row = ev.evaluate(checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint))
   return [row] if row is not None else []  # same steps as evaluator.evaluate_checkpoint
+
+
+def parse_steps(values):
+  """--steps as a sorted list of ints (None: every step)."""
+  if not values:
+    return None
+  try:
+    steps = sorted({int(v) for v in values})
+  except ValueError:
+    raise ValueError(f"--steps={','.join(values)}: expected whole numbers, e.g. "
+                     "--steps=1200,2400,3600.") from None
+  if steps[0] < 0:
+    raise ValueError(f"--steps={','.join(values)}: steps are >= 0.")
+  return steps
 
 
 def main(fv):

@@ -34,7 +34,7 @@ from hamgan.compare import sweep as sweep_lib
 # hamgan-eval's own flags (definitions, help and defaults), passed on when given.
 EVAL_FLAGS = ("num_samples", "real_num_samples", "batch_size", "real_dataset", "real_split",
               "data_dir", "classifier_path", "use_ema", "kid", "manifold", "intra_fid",
-              "conditional_accuracy",
+              "conditional_accuracy", "steps",
               "truncation", "standing_batches", "cache_dir", "force", "progress_every_s")
 
 

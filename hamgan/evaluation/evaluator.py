@@ -264,11 +264,19 @@ class Evaluator:
     logging.info("step %d: %s", step, json.dumps(values, sort_keys=True))
     return row
 
-  def evaluate_all(self):
+  def evaluate_all(self, steps=None):
     """Every milestone and checkpoint not yet evaluated (damaged ones skipped with a
-    warning); returns the new rows."""
+    warning), or only those of `steps`; returns the new rows."""
+    found = self.checkpoints()
+    if steps is not None:
+      missing = sorted(set(steps) - {step for step, _ in found})
+      if missing:
+        raise ValueError(
+            f"--steps: no milestone or checkpoint at step(s) {missing} in {self.model_dir}; "
+            f"it has {[step for step, _ in found]}. Pass steps from that list.")
+      found = [(step, path) for step, path in found if step in steps]
     rows = []
-    for _, path in self.checkpoints():
+    for _, path in found:
       try:
         rows.append(self.evaluate(path))
       except DamagedCheckpointError as e:
