@@ -6,10 +6,10 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
+from hamgan import images as images_lib
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import evaluator
 from hamgan.evaluation import features
-from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 

@@ -72,7 +72,7 @@ def run_demo(model_dir, gin_params=(), per_class=100, eval_samples=2000, tpu=Non
   # pylint: disable=import-outside-toplevel
   from hamgan.cli import eval as eval_cli
   from hamgan.evaluation import digits_classifier
-  from hamgan.evaluation import images as images_lib
+  from hamgan import images as images_lib
   from hamgan.evaluation import manifold
   start = time.time()
 

@@ -71,7 +71,7 @@ def generate(generator, num_samples, classes, truncation=None, seed=0, batch_siz
   """(images uint8 (N, S, S, 3), labels (N,), z (N, z_dim)); labels cycle `classes`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import features  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import images as images_lib  # pylint: disable=g-import-not-at-top
+  from hamgan import images as images_lib  # pylint: disable=g-import-not-at-top
   z, _ = features.latent_inputs(num_samples, 1, int(generator.z_dim), seed, truncation)
   labels = np.resize(np.asarray(classes, np.int32), num_samples)
   out = [images_lib.to_uint8(generator((tf.constant(z[i:i + batch_size]),
@@ -99,7 +99,7 @@ def check_out(out, model_dir):
 
 def write_samples(out, images, labels, z):
   """PNG files into directory `out`, or one .npz when `out` ends with .npz."""
-  from hamgan.evaluation import images as images_lib  # pylint: disable=g-import-not-at-top
+  from hamgan import images as images_lib  # pylint: disable=g-import-not-at-top
   if out.endswith(".npz"):
     if os.path.dirname(out):
       os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -18,7 +18,6 @@ Modules, one concept each:
   image_files        a folder of PNG/JPEG files or an .npz, checked before any work.
   image_eval         hamgan-eval --images: scores those against real data/images/stats.
   stats_file         mu/sigma .npz export and import (the original FID code's layout).
-  images             sample grids of a generator (PNG writing: hamgan.images).
   digits_classifier  a small digits CNN standing in for Inception in the offline demo.
 
 This package is the only place in hamgan that imports `tensorflow_gan`; the import is

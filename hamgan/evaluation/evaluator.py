@@ -24,11 +24,11 @@ from absl import logging
 import tensorflow as tf
 
 from hamgan import checkpoints
+from hamgan import images as images_lib
 from hamgan import run_dir
 from hamgan import tpu
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
-from hamgan.evaluation import images as images_lib
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import restore
