@@ -10,7 +10,6 @@ from hamgan import images as image_io
 from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features as features_lib
 from hamgan.evaluation import image_eval
-from hamgan.evaluation import image_files
 from hamgan.evaluation import metrics
 from hamgan.evaluation import scoring
 from test_evaluation import StandInClassifier, _fid_reference, _numpy_features, _real_images
@@ -153,7 +152,7 @@ def test_scoring_names_carry_the_real_count_when_fewer_than_asked():
 def test_float_npz_reads_as_the_same_images(tmp_path):
   x = _real_images(6, seed=8)
   np.savez(tmp_path / "f.npz", images=x, labels=np.arange(6))
-  read = image_files.read(str(tmp_path / "f.npz"))
+  read = image_eval.read_images(str(tmp_path / "f.npz"))
   batch, labels = next(iter(read.dataset(4)))
   np.testing.assert_array_equal(batch.numpy(), x[:4])
   assert list(labels.numpy()) == [0, 1, 2, 3] and read.resolution == 8

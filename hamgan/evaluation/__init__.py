@@ -15,8 +15,8 @@ Modules, one concept each:
   standing           BN standing statistics for the generator being evaluated.
   manifold           precision/recall, density/coverage from k-NN balls, in blocks.
   scoring            every metric of one evaluation, named by its protocol.
-  image_files        a folder of PNG/JPEG files or an .npz, checked before any work.
-  image_eval         hamgan-eval --images: scores those against real data/images/stats.
+  image_eval         hamgan-eval --images: a folder of PNG/JPEG files or an .npz, checked
+                     before any work, scored against real data/images/stats.
   stats_file         mu/sigma .npz export and import (the original FID code's layout).
   digits_classifier  a small digits CNN standing in for Inception in the offline demo.
 
