@@ -18,7 +18,6 @@ from hamgan.evaluation import features
 from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import restore
-from hamgan.evaluation import standing
 from hamgan.models import Generator
 
 Z_DIM, CH, CLASSES, SIZE = 16, 4, 10, 32
@@ -154,7 +153,7 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
   real, cached = real_stats.load_or_compute(key, lambda: 1 / 0, clf,
                                             cache_dir=shared["cache_dir"])
   assert cached and stored[1]["standing_batches"] == 16
-  standing.recompute(ema, 16, 100, seed=1)
+  restore.recompute(ema, 16, 100, seed=1)
   values, _ = evaluator.evaluate_generator(ema, clf, real, 200, CLASSES, Z_DIM,
                                            batch_size=100)
   assert stored[1]["metrics"]["fid200/digits-test"] == pytest.approx(
@@ -263,7 +262,7 @@ def test_sample_writes_npz_and_pngs_of_the_restored_generator(tmp_path):
   assert list(labels) == [3, 5, 3, 5, 3] and np.abs(z).max() <= 0.7
   stored = [v.numpy() for v in ema.variables]
   # The EMA G samples with standing statistics: 16 batches of 100, seed + 1, same truncation.
-  standing.recompute(ema, 16, 100, seed=1, truncation=0.7)
+  restore.recompute(ema, 16, 100, seed=1, truncation=0.7)
   expected = ema((tf.constant(z), tf.constant(labels)), training=False).numpy()
   np.testing.assert_array_equal(images, np.clip(np.round((expected + 1) * 127.5), 0, 255))
   for v, value in zip(ema.variables, stored):

@@ -9,8 +9,8 @@ import tensorflow as tf
 from hamgan import run_dir
 from hamgan.evaluation import evaluator
 from hamgan.evaluation import real_stats
+from hamgan.evaluation import restore
 from hamgan import checkpoints
-from hamgan.evaluation import standing
 from test_eval_cli import _make_run
 from test_evaluation import CountingData, StandInClassifier, _real_images
 
@@ -104,7 +104,7 @@ def test_standing_statistics_default_for_ema_and_recorded(tmp_path, clf_path):
   assert row["standing_batches"] == evaluator.DEFAULT_STANDING_BATCHES
   # The generator in memory holds recomputed statistics, the checkpoint the stored ones.
   stored = tf.train.load_checkpoint(row["checkpoint"])
-  layer = standing.batch_norm_layers(ev.generator)[0]
+  layer = restore.batch_norm_layers(ev.generator)[0]
   name = [n for n in stored.get_variable_to_shape_map()
           if n.startswith("ema_generator") and layer.name in n and "moving_mean" in n][0]
   assert not np.allclose(stored.get_tensor(name), layer.moving_mean.numpy())
@@ -133,7 +133,6 @@ def test_conditional_accuracy_equals_argmax_of_the_classifier_on_the_drawn_class
     tmp_path):
   """The row's conditional accuracy against G and the classifier run by hand."""
   from hamgan.evaluation import features
-  from hamgan.evaluation import restore
   from test_eval_cli import CLASSES, Z_DIM, _generator
   model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
   _make_run(model_dir, steps=(10,))

@@ -1,4 +1,5 @@
-"""Standing statistics: BN moving statistics recomputed for the weights being evaluated."""
+"""Standing statistics (restore.recompute): BN moving statistics recomputed for the weights
+being evaluated."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,7 +8,6 @@ from hamgan.evaluation import classifier as classifier_lib
 from hamgan.evaluation import features
 from hamgan.evaluation import metrics
 from hamgan.evaluation import restore
-from hamgan.evaluation import standing
 from hamgan.layers.normalization import ConditionalBatchNorm
 from hamgan.models import Generator
 from test_evaluation import StandInClassifier
@@ -24,7 +24,7 @@ def _generator(seed=0):
 
 def _spoil(g, shift=2.0, scale=30.0):
   """Moving statistics that describe another network (as the EMA G's copied ones do)."""
-  for layer in standing.batch_norm_layers(g):
+  for layer in restore.batch_norm_layers(g):
     layer.moving_mean.assign(layer.moving_mean + shift)
     layer.moving_variance.assign(layer.moving_variance * scale)
 
@@ -33,9 +33,9 @@ def test_moving_statistics_equal_the_pooled_moments_of_each_layers_inputs(monkey
   g = _generator()
   _spoil(g)
   others = {v.name: v.numpy().copy() for v in g.variables if "moving" not in v.name}
-  assert standing.recompute(g, num_batches=3, batch_size=20, seed=4) == 7
+  assert restore.recompute(g, num_batches=3, batch_size=20, seed=4) == 7
   stored = {id(l): (l.moving_mean.numpy().copy(), l.moving_variance.numpy().copy())
-            for l in standing.batch_norm_layers(g)}
+            for l in restore.batch_norm_layers(g)}
   # Nothing but the moving statistics changed (no spectral-norm step, no weights).
   for v in g.variables:
     if "moving" not in v.name:
@@ -69,8 +69,8 @@ def test_spoiled_statistics_give_a_worse_fid_than_standing_ones(tmp_path):
   g = _generator(1)
   # "Real" images: what G makes with batch statistics, on z of another seed.
   z, y = features.latent_inputs(400, CLASSES, Z_DIM, seed=11)
-  layers = standing.batch_norm_layers(g)
-  with standing.batch_statistics_mode(layers, lambda layer, x: None):
+  layers = restore.batch_norm_layers(g)
+  with restore.batch_statistics_mode(layers, lambda layer, x: None):
     real = np.concatenate([g((tf.constant(z[i:i + 100]), tf.constant(y[i:i + 100])),
                              training=False).numpy() for i in range(0, 400, 100)])
   real_pool = clf(real)["pool_3"].numpy()
@@ -81,7 +81,7 @@ def test_spoiled_statistics_give_a_worse_fid_than_standing_ones(tmp_path):
     return metrics.frechet_distance(real_pool, feats.pool_3)
 
   spoiled = fid()
-  standing.recompute(g, num_batches=8, batch_size=50, seed=5)
+  restore.recompute(g, num_batches=8, batch_size=50, seed=5)
   fixed = fid()
   assert fixed < 0.2 * spoiled, (fixed, spoiled)
 
@@ -89,6 +89,6 @@ def test_spoiled_statistics_give_a_worse_fid_than_standing_ones(tmp_path):
 def test_bad_settings_are_named():
   g = _generator()
   with pytest.raises(ValueError, match="num_batches=0 must be a positive int"):
-    standing.recompute(g, 0, 10)
+    restore.recompute(g, 0, 10)
   with pytest.raises(ValueError, match="batch_size=-1"):
-    standing.recompute(g, 2, -1)
+    restore.recompute(g, 2, -1)

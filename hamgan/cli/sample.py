@@ -118,20 +118,19 @@ def sample(fv):
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   from hamgan import run_dir  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import restore  # pylint: disable=g-import-not-at-top
-  from hamgan.evaluation import standing  # pylint: disable=g-import-not-at-top
   if fv.num_samples <= 0:
     raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
-  standing.batches_for("ema_generator", fv.standing_batches)  # checked before any work
+  restore.batches_for("ema_generator", fv.standing_batches)  # checked before any work
   check_out(fv.out, fv.model_dir)
   path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
   config = run_dir.config_for_step(fv.model_dir, checkpoints.checkpoint_step(path))
   generator = restore.build_generator_from_config(config)
   classes = parse_classes(fv.classes, int(generator.num_classes))  # before the restore
   key = restore.restore_generator(generator, path, fv.use_ema)
-  batches = standing.batches_for(key, fv.standing_batches)
+  batches = restore.batches_for(key, fv.standing_batches)
   if batches:
-    standing.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,
-                       truncation=fv.truncation)
+    restore.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,
+                      truncation=fv.truncation)
   images, labels, z = generate(generator, fv.num_samples, classes, fv.truncation, fv.seed,
                                fv.batch_size)
   written = write_samples(fv.out, images, labels, z)

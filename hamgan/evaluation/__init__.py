@@ -10,9 +10,9 @@ Modules, one concept each:
   latent             z and labels for generation, with the bounded truncation trick.
   features           stream samples through G and the classifier under a strategy.
   real_stats         real-data features, cached on disk under a full key.
-  restore            G rebuilt from the config that trained a step, and its weights.
+  restore            G rebuilt from the config that trained a step, its weights, and
+                     its BN standing statistics recomputed.
   evaluator          milestones/checkpoints -> metrics -> result rows (hamgan.run_dir).
-  standing           BN standing statistics for the generator being evaluated.
   manifold           precision/recall, density/coverage from k-NN balls, in blocks.
   scoring            every metric of one evaluation, named by its protocol.
   image_eval         hamgan-eval --images: a folder of PNG/JPEG files or an .npz, checked

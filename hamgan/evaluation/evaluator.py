@@ -33,9 +33,8 @@ from hamgan.evaluation import metrics
 from hamgan.evaluation import real_stats
 from hamgan.evaluation import restore
 from hamgan.evaluation import scoring
-from hamgan.evaluation import standing
 
-DEFAULT_STANDING_BATCHES = standing.DEFAULT_BATCHES
+DEFAULT_STANDING_BATCHES = restore.DEFAULT_BATCHES
 
 
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
@@ -215,7 +214,7 @@ class Evaluator:
     return dict(
         step=step, checkpoint_sha256=checkpoints.fingerprint(checkpoint_path),
         config_sha256=self._generator_config[1], batch_size=s.batch_size,
-        generator=generator_key, standing_batches=standing.batches_for(generator_key, s.standing_batches),
+        generator=generator_key, standing_batches=restore.batches_for(generator_key, s.standing_batches),
         classifier=self.classifier.identity,
         metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid,
                                       s.conditional_accuracy), seed=s.seed,
@@ -243,8 +242,8 @@ class Evaluator:
       return None
     real = self.real()
     if fields["standing_batches"]:  # in memory only: the checkpoint is not written
-      standing.recompute(g, fields["standing_batches"], s.batch_size, seed=s.seed + 1,
-                         truncation=s.truncation)
+      restore.recompute(g, fields["standing_batches"], s.batch_size, seed=s.seed + 1,
+                        truncation=s.truncation)
     details = {}
     values, _ = evaluate_generator(
         g, self.classifier, real, s.num_samples, int(g.num_classes), int(g.z_dim),
