@@ -4,7 +4,7 @@
 metrics out, named by `scoring`). `Evaluator` adds the run directory (hamgan.run_dir):
 for each milestone or checkpoint it rebuilds G from the config of the launch that
 trained that step, restores it (the EMA generator when the checkpoint has one, unless
-told otherwise), recomputes its batch-norm standing statistics (`standing`; default on
+told otherwise), recomputes its batch-norm standing statistics (`restore`; default on
 for the EMA generator), records one result row (a new row whenever any setting that
 changes a number differs, the config or the checkpoint's content included), writes
 `eval/samples_step_N.png`, and can watch a training run until `TRAINING_DONE`.
