@@ -12,7 +12,7 @@ module answers the two questions that brings:
   restore from the chief's model_dir.
 * Agreement. Between loops each task knows things the others do not: a SIGTERM
   arrived here, this host's clock says a checkpoint is due, this host measured
-  its step time. `Agreement` all-gathers a small vector of such facts, so every
+  its step time. `Agreement` all-gathers a small vector of such reports, so every
   task stops, saves and sizes its next loop alike (a task that runs a different
   number of steps than the others would hang their collectives).
 

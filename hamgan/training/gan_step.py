@@ -133,9 +133,9 @@ class GanStep:
     """This replica's rows of the global latents and labels; `paired`: rows i and
     i + B/2 of the global batch share a class, and each replica (and micro-batch)
     holds matching rows of both halves, so every pair is one device's pair."""
-    big_b, b = self.config.batch_size, self.per_replica_batch
-    z = tf.random.stateless_normal([big_b, self.z_dim], seed=seed_z)
-    y = tf.random.stateless_uniform([big_b], seed=seed_y, minval=0,
+    global_b, b = self.config.batch_size, self.per_replica_batch
+    z = tf.random.stateless_normal([global_b, self.z_dim], seed=seed_z)
+    y = tf.random.stateless_uniform([global_b], seed=seed_y, minval=0,
                                     maxval=self.num_classes, dtype=tf.int32)
     segments = 1
     if paired:
@@ -186,7 +186,7 @@ class GanStep:
   def d_step(self, images, labels, z, y, seed=None):
     """One D update on the real batch and G((z, y)); returns (d_loss, d_real, d_fake),
     this replica's shares of the global means (the adversarial loss only)."""
-    cfg, k, big_b = self.config, self.k, self.config.batch_size
+    cfg, k, global_b = self.config, self.k, self.config.batch_size
     draws = self._augment_draws(seed, 2, 2)  # real rows, then fake rows
     anchors = None if self.lecam_ema is None else tf.convert_to_tensor(self.lecam_ema)
     variables = self.discriminator.trainable_variables
@@ -207,12 +207,12 @@ class GanStep:
         logits = tf.cast(call_model(self.discriminator, (x, xy), 2), tf.float32)
         d_real, d_fake = tf.split(logits, 2, axis=0)
         d_loss, _ = cfg.loss_fn(d_real, d_fake)
-        d_loss = tf.nn.compute_average_loss(d_loss, global_batch_size=big_b)
+        d_loss = tf.nn.compute_average_loss(d_loss, global_batch_size=global_b)
         total = d_loss
         if anchors is not None:
           total += cfg.lecam_weight * tf.nn.compute_average_loss(
-              losses.lecam(d_real, d_fake, anchors[0], anchors[1]), global_batch_size=big_b)
-      metrics = (d_loss, tf.reduce_sum(d_real) / big_b, tf.reduce_sum(d_fake) / big_b)
+              losses.lecam(d_real, d_fake, anchors[0], anchors[1]), global_batch_size=global_b)
+      metrics = (d_loss, tf.reduce_sum(d_real) / global_b, tf.reduce_sum(d_fake) / global_b)
       return tape.gradient(total, variables), metrics
 
     grads, metrics = self._accumulate(micro)
@@ -234,7 +234,7 @@ class GanStep:
   def g_step(self, z, y, seed=None):
     """One G update on G((z, y)) (rows paired when the mode-seeking term is on);
     returns this replica's share of the adversarial G loss."""
-    cfg, k, big_b = self.config, self.k, self.config.batch_size
+    cfg, k, global_b = self.config, self.k, self.config.batch_size
     weight, segments = cfg.mode_seeking_weight, 2 if self.paired else 1
     draws = self._augment_draws(seed, 1, segments)
     variables = self.generator.trainable_variables
@@ -249,11 +249,11 @@ class GanStep:
                                                               self.policies)
         d_fake = tf.cast(call_model(self.discriminator, (seen, y_m), segments), tf.float32)
         _, g_loss = cfg.loss_fn(None, d_fake)
-        g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=big_b)
+        g_loss = tf.nn.compute_average_loss(g_loss, global_batch_size=global_b)
         total = g_loss
         if self.paired and not self.msgan:
           total += weight * tf.nn.compute_average_loss(
-              losses.mode_seeking(fake, z_m), global_batch_size=big_b // 2)
+              losses.mode_seeking(fake, z_m), global_batch_size=global_b // 2)
         if self.msgan:
           image_sum, latent_sum = losses.mode_seeking_sums(fake, z_m)
       grads = tape.gradient(total, variables)
@@ -268,7 +268,7 @@ class GanStep:
     if self.msgan:
       (grads, image_grads), (g_loss, sums) = grads, g_loss
       sums = tf.distribute.get_replica_context().all_reduce(_SUM, sums)
-      half = big_b // 2
+      half = global_b // 2
       _, slope = losses.msgan_penalty(sums[0], sums[1], half * self.image_size ** 2 * 3,
                                       half * self.z_dim)
       grads = [_add(g, None if gi is None else

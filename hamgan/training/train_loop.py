@@ -42,18 +42,18 @@ def _start_launch(trainer, step):
 
 @dataclasses.dataclass
 class Decision:
-  """What every task does after a loop, decided from the facts all tasks gathered."""
+  """What every task does after a loop, decided from the reports all tasks gathered."""
   stop: bool  # some task asked to stop (a signal, a hook)
   checkpoint_due: bool  # some task's clock says a time-based checkpoint is due
   seconds_per_step: float  # the slowest task's, or None when not every task measured
 
 
-def decide(facts):
+def decide(task_reports):
   """Decision from the gathered (tasks, 3) array: stop, checkpoint due, seconds/step."""
-  facts = np.asarray(facts, np.float64)
-  times = facts[:, _SECONDS_PER_STEP]
-  return Decision(stop=bool(facts[:, _STOP].max()),
-                  checkpoint_due=bool(facts[:, _CHECKPOINT_DUE].max()),
+  reports = np.asarray(task_reports, np.float64)
+  times = reports[:, _SECONDS_PER_STEP]
+  return Decision(stop=bool(reports[:, _STOP].max()),
+                  checkpoint_due=bool(reports[:, _CHECKPOINT_DUE].max()),
                   seconds_per_step=float(times.max()) if np.all(np.isfinite(times)) else None)
 
 
