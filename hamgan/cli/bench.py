@@ -4,6 +4,7 @@
     hamgan-bench step [...]                       training iterations per second
     hamgan-bench eval [...]                       evaluator overhead vs bare G + classifier
     hamgan-bench device-check [--mode=tiny]       one Markdown report of absolute figures
+    hamgan-bench bn-stats --model_dir=RUN ...     G's FID with stored vs standing BN statistics
 
 Each sub-command answers --help and prints Markdown tables of ratios measured in one
 process (or one run), and appends its rows to a JSON-lines file.
@@ -18,6 +19,7 @@ SUBCOMMANDS = {
     "step": "hamgan.bench.step",
     "eval": "hamgan.bench.eval",
     "device-check": "hamgan.bench.device_check",
+    "bn-stats": "hamgan.bench.bn_stats",
 }
 
 
