@@ -249,7 +249,8 @@ def test_json_rows_match_table(three_runs, tmp_path):
   key_a = f"{FID_A} [{PROTO_A}; generator: {EMA}]"
   key_b = f"{FID_B} [{PROTO_B}; generator: {EMA}]"
   assert by_name["ham_run"]["best"][key_a] == dict(
-      kind="FID", metric=FID_A, protocol=PROTO_A, generator=EMA, step=200, value=28.125)
+      kind="FID", metric=FID_A, protocol=PROTO_A, generator=EMA, variant="", step=200,
+      value=28.125)
   assert by_name["ham_run"]["best"][key_b]["step"] == 200
   assert by_name["sagan_run"]["best"][key_b] is None
   assert [p["step"] for p in by_name["sagan_run"]["curves"][key_a]] == [100, 200, 300]
@@ -463,3 +464,17 @@ def test_unreadable_checkpoint_is_a_warning(tmp_path):
   assert r.g_params is None
   assert any("could not read the checkpoint" in w and str(run / "checkpoints") in w
              for w in r.warnings)
+
+
+def test_rows_of_other_standing_statistics_are_other_columns(tmp_path):
+  """EMA G with stored vs standing statistics at one step: two columns, never one."""
+  stored = dict(_eval_row(100, PROTO_A, {FID_A: 4.0, "is50k": 9.0}), standing_batches=0)
+  standing = dict(_eval_row(100, PROTO_A, {FID_A: 7.5, "is50k": 9.5}), standing_batches=16)
+  run = _write_run(str(tmp_path), "r", "none", "none", 16, 100, speeds=[1.0],
+                   evals=[stored, standing])
+  (report,) = runs.read_runs([run])
+  fid_cols = [c for c in runs.columns_of([report]) if c.kind == "FID"]
+  assert sorted(c.variant for c in fid_cols) == ["standing batches: 0", "standing batches: 16"]
+  values = {c.variant: report.points(c) for c in fid_cols}
+  assert values == {"standing batches: 0": [(100, 4.0)], "standing batches: 16": [(100, 7.5)]}
+  assert all(c.setting.endswith(f"generator: {EMA}; {c.variant}") for c in fid_cols)

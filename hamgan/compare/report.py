@@ -36,7 +36,8 @@ def write_comparison(run_dirs, out_dir):
   files.write_bytes(files.join(out_dir, "comparison.md"), markdown.encode("utf-8"))
   payload = dict(
       columns=[dict(key=c.key, kind=c.kind, metric=c.metric, protocol=c.protocol,
-                    generator=c.generator, header=c.header) for c in columns],
+                    generator=c.generator, variant=c.variant, header=c.header)
+               for c in columns],
       runs=table.run_rows(reports, columns),
       groups=group_rows, differences=differences, band_plots=band_plots,
       paper_reference=dict(source=f"{paper.paper}, {paper.quality_source} (quoted, not measured)",

@@ -43,11 +43,13 @@ class EvalColumn:
   metric: str      # the key in the results row's metrics dict
   protocol: str    # the protocol label
   generator: str = None   # "generator", "ema_generator" or None if the rows do not say
+  variant: str = ""       # the rest of `row_variant`: standing statistics, truncation
 
   @property
   def setting(self):
     """Protocol and generator variant: what makes two numbers comparable."""
-    return self.protocol + (f"; generator: {self.generator}" if self.generator else "")
+    parts = [self.protocol] + ([f"generator: {self.generator}"] if self.generator else [])
+    return "; ".join(parts + ([self.variant] if self.variant else []))
 
   @property
   def key(self):
@@ -108,6 +110,17 @@ def protocol_label(row):
   if row.get("classifier"):
     parts.append(f"classifier {row['classifier']}")
   return ", ".join(parts) if parts else "unspecified protocol"
+
+
+def row_variant(row):
+  """The settings of a row, beyond its protocol and generator, that change its numbers
+  (standing statistics, truncation), as 'standing batches: 16; truncation: 0.5'."""
+  parts = []
+  if row.get("standing_batches") is not None:
+    parts.append(f"standing batches: {row['standing_batches']}")
+  if row.get("truncation") is not None:
+    parts.append(f"truncation: {row['truncation']}")
+  return "; ".join(parts)
 
 
 def best_point(kind, points):
@@ -219,7 +232,8 @@ def _read_results(report, path):
       kind = metric_kind(metric)
       if kind is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         continue
-      col = EvalColumn(kind, metric, proto, str(generator) if generator else None)
+      col = EvalColumn(kind, metric, proto, str(generator) if generator else None,
+                       row_variant(row))
       report.curves.setdefault(col.key, (col, []))[1].append((int(step), float(value)))
   for _, points in report.curves.values():
     points.sort()
@@ -253,4 +267,5 @@ def columns_of(reports):
     for key, (col, _) in r.curves.items():
       cols[key] = col
   return sorted(cols.values(),
-                key=lambda c: (c.protocol, c.generator or "", c.kind != "FID", c.metric))
+                key=lambda c: (c.protocol, c.generator or "", c.variant, c.kind != "FID",
+                               c.metric))

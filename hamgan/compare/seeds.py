@@ -47,10 +47,8 @@ def metric_key(metric, row):
   parts = [runs_lib.protocol_label(row)]
   if row.get("generator"):
     parts.append(f"generator: {row['generator']}")
-  if row.get("standing_batches") is not None:
-    parts.append(f"standing batches: {row['standing_batches']}")
-  if row.get("truncation") is not None:
-    parts.append(f"truncation: {row['truncation']}")
+  if runs_lib.row_variant(row):
+    parts.append(runs_lib.row_variant(row))
   return f"{metric} [{'; '.join(parts)}]"
 
 

@@ -62,7 +62,8 @@ def run_rows(reports, columns):
       best = runs_lib.best_point(col.kind, points)
       row["best"][col.key] = (None if best is None else
                               dict(kind=col.kind, metric=col.metric, protocol=col.protocol,
-                                   generator=col.generator, step=best[0], value=best[1]))
+                                   generator=col.generator, variant=col.variant,
+                                   step=best[0], value=best[1]))
       if points:
         row["curves"][col.key] = [dict(step=s, value=v) for s, v in points]
     rows.append(row)
