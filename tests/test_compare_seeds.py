@@ -221,3 +221,32 @@ def test_group_markdown_and_band_plot(seed_runs, tmp_path):
   # The band: sagan's min-max at step 100 spans 31-45, a light tint of C0.
   tint = 0.8 + 0.2 * np.array(mcolors.to_rgb(cycle[0]))
   assert int(np.all(np.abs(img[..., :3] - tint) < 0.03, axis=-1).sum()) > 500
+
+
+def test_summary_table_shows_each_groups_mean_interval_and_best_of_n():
+  from hamgan.compare import seeds_report
+  from hamgan.compare import stats as stats_lib
+
+  def metric(values, way):
+    return dict(stats_lib.summarize(values, way == "higher"), direction=way)
+
+  setting = "generator: ema_generator; standing batches: 0"
+  fids, recalls = [4.0, 5.0, 9.0], [0.5, 0.6, 0.7]   # FID: mean 6, median 5
+  payload = {"groups": [{
+      "name": "context-none", "n": 3, "metrics": {
+          f"fid2k/x [p; {setting}]": metric(fids, "lower"),
+          f"fid2k/x [p; generator: generator; standing batches: 0]": metric([9.0, 9.0], "lower"),
+          f"recall2k_k3/x [p; {setting}]": metric(recalls, "higher"),
+          "it/s": metric([10.0, 12.0, 20.0], "higher")}}]}
+  text = seeds_report.summary_table(payload, setting, (("FID", "fid"), ("recall", "recall")))
+  row = text.splitlines()[2].split(" | ")
+  half = sp_stats.t.ppf(0.975, 2) * np.std(fids, ddof=1) / np.sqrt(3)
+  mean, low, high = (float(x) for x in row[2].replace("[", "").replace("]", "")
+                     .replace(",", "").split())
+  assert row[2].startswith("6.00 [") and mean == 6.0
+  assert low == pytest.approx(6 - half, abs=5e-4) and high == pytest.approx(6 + half, abs=0.05)
+  assert row[3].startswith("0.600 [")
+  assert row[4] == "4.00 (2.00)"   # best-of-n FID is the lowest; it flatters the mean by 2
+  assert row[5] == "12.0 |"
+  with pytest.raises(ValueError, match="0 metrics named intra_fid"):
+    seeds_report.summary_table(payload, setting, (("intra-FID", "intra_fid"),))

@@ -134,3 +134,43 @@ def render(payload, diffs, plots):
   if diffs:
     out += [DIFFERENCES, ""]
   return out
+
+
+SUMMARY_METRICS = (("FID", "fid"), ("precision", "precision"), ("recall", "recall"),
+                   ("intra-FID", "intra_fid"), ("cond. accuracy", "conditional_accuracy"))
+
+
+def summary_table(comparison, setting, metrics=SUMMARY_METRICS):
+  """A compact Markdown table from a comparison.json payload: per group n, each metric's
+  mean [95% CI] at the final milestone, the first metric's best-of-n, and it/s.
+
+  `setting` picks one evaluation setting: the end of the metric keys' bracket, e.g.
+  'generator: ema_generator; standing batches: 0'.
+  """
+  first = metrics[0][0]
+  lines = ["| group | n | " + " | ".join(f"{label} mean [95% CI]" for label, _ in metrics)
+           + f" | {first} best-of-n (flatters by) | it/s median |",
+           "|---|---|" + "---|" * (len(metrics) + 2)]
+  for group in comparison["groups"]:
+    cells, best = [], ""
+    for i, (_, prefix) in enumerate(metrics):
+      found = [m for k, m in group["metrics"].items()
+               if k.split(" [")[0].startswith(prefix) and k.endswith(f"; {setting}]")]
+      if len(found) != 1:
+        raise ValueError(f"group {group['name']}: {len(found)} metrics named {prefix}* "
+                         f"under '{setting}'; expected one.")
+      m = found[0]
+      interval = f" [{_short(m['ci95'][0])}, {_short(m['ci95'][1])}]" if m["ci95"] else ""
+      cells.append(f"{_short(m['mean'])}{interval}")
+      if i == 0:
+        best = f"{_short(m['best'])} ({_short(m['best_minus_mean'])})"
+    speed = group["metrics"].get(seeds_lib.SPEED)
+    lines.append(f"| {group['name']} | {group['n']} | " + " | ".join(cells)
+                 + f" | {best} | {_short(speed['median']) if speed else ''} |")
+  return "\n".join(lines)
+
+
+def _short(value):
+  """3 significant digits (3 decimals below 1): 7.183 -> '7.18', 5 -> '5.00', 0.98412 ->
+  '0.984', 123.4 -> '123'."""
+  return f"{value:#.3g}".rstrip(".") if abs(value) >= 1 else f"{value:.3f}"
