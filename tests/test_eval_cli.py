@@ -145,15 +145,14 @@ def test_eval_all_writes_rows_grids_and_does_not_duplicate(
     grid = tf.io.decode_png(tf.io.read_file(row["samples_png"])).numpy()
     assert grid.shape == (10 * SIZE, 8 * SIZE, 3)
   # The row's FID is that of the EMA weights of step 20 (restored, not the raw G), with
-  # standing statistics over 16 batches of 100 (seed + 1), the EMA G's default.
+  # their stored batch-norm statistics, the EMA G's default.
   clf = classifier_lib.load_classifier(digits_classifier_path)
   key = real_stats.RealStatsKey("digits", "test", SIZE, 200, clf.identity,
                                 data_dir=shared["data_dir"],
                                 source_version="tfds:hamgan_digits:1.0.0")
   real, cached = real_stats.load_or_compute(key, lambda: 1 / 0, clf,
                                             cache_dir=shared["cache_dir"])
-  assert cached and stored[1]["standing_batches"] == 16
-  restore.recompute(ema, 16, 100, seed=1)
+  assert cached and stored[1]["standing_batches"] == 0
   values, _ = evaluator.evaluate_generator(ema, clf, real, 200, CLASSES, Z_DIM,
                                            batch_size=100)
   assert stored[1]["metrics"]["fid200/digits-test"] == pytest.approx(
@@ -254,14 +253,14 @@ def test_sample_writes_npz_and_pngs_of_the_restored_generator(tmp_path):
   out = str(tmp_path / "s.npz")
   code = sample_cli.main(sample_cli.parse_flags([
       "hamgan-sample", f"--model_dir={model_dir}", "--num_samples=5", "--classes=3,5",
-      "--truncation=0.7", f"--out={out}"]))
+      "--truncation=0.7", "--standing_batches=16", f"--out={out}"]))
   assert code == 0
   with np.load(out) as data:
     images, labels, z = data["images"], data["labels"], data["z"]
   assert images.shape == (5, SIZE, SIZE, 3) and images.dtype == np.uint8
   assert list(labels) == [3, 5, 3, 5, 3] and np.abs(z).max() <= 0.7
   stored = [v.numpy() for v in ema.variables]
-  # The EMA G samples with standing statistics: 16 batches of 100, seed + 1, same truncation.
+  # Standing statistics asked for: 16 batches of 100, seed + 1, the same truncation.
   restore.recompute(ema, 16, 100, seed=1, truncation=0.7)
   expected = ema((tf.constant(z), tf.constant(labels)), training=False).numpy()
   np.testing.assert_array_equal(images, np.clip(np.round((expected + 1) * 127.5), 0, 255))
@@ -270,7 +269,7 @@ def test_sample_writes_npz_and_pngs_of_the_restored_generator(tmp_path):
   png_dir = str(tmp_path / "pngs")
   assert sample_cli.main(sample_cli.parse_flags([
       "hamgan-sample", f"--model_dir={model_dir}", "--num_samples=3", "--classes=9",
-      "--standing_batches=0", f"--out={png_dir}"])) == 0
+      f"--out={png_dir}"])) == 0   # the EMA G's default: its stored statistics
   names = sorted(os.listdir(png_dir))
   assert names == [f"sample_0000{i}_class9.png" for i in range(3)]
   first = tf.io.decode_png(tf.io.read_file(os.path.join(png_dir, names[0]))).numpy()

@@ -95,21 +95,21 @@ def test_fewer_real_images_than_asked_are_named_and_warned(tmp_path, clf_path, c
   assert any("64 real images of the 100 asked" in r.getMessage() for r in caplog.records)
 
 
-def test_standing_statistics_default_for_ema_and_recorded(tmp_path, clf_path):
+def test_standing_statistics_default_for_the_raw_g_and_recorded(tmp_path, clf_path):
   model_dir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
   _make_run(model_dir, steps=(10,))
-  ev = _evaluator(model_dir, clf_path, cache, standing_batches=None)
+  ema = _evaluator(model_dir, clf_path, cache, standing_batches=None)
+  assert ema.evaluate_all()[0]["standing_batches"] == 0
+  ev = _evaluator(model_dir, clf_path, cache, standing_batches=None, use_ema=False)
   (row,) = ev.evaluate_all()
-  assert row["generator"] == "ema_generator"
+  assert row["generator"] == "generator"
   assert row["standing_batches"] == evaluator.DEFAULT_STANDING_BATCHES
   # The generator in memory holds recomputed statistics, the checkpoint the stored ones.
   stored = tf.train.load_checkpoint(row["checkpoint"])
   layer = restore.batch_norm_layers(ev.generator)[0]
   name = [n for n in stored.get_variable_to_shape_map()
-          if n.startswith("ema_generator") and layer.name in n and "moving_mean" in n][0]
+          if n.startswith("generator") and layer.name in n and "moving_mean" in n][0]
   assert not np.allclose(stored.get_tensor(name), layer.moving_mean.numpy())
-  raw = _evaluator(model_dir, clf_path, cache, standing_batches=None, use_ema=False)
-  assert raw.evaluate_all()[0]["standing_batches"] == 0
 
 
 def test_intra_fid_with_labelled_real_data_is_the_mean_of_per_class_fids(tmp_path, clf_path):

@@ -12,8 +12,9 @@ Results go to model_dir/eval/results.jsonl (a new row whenever a setting that ch
 number differs or the checkpoint's files changed; a repeat is skipped unless --force,
 which replaces it) and model_dir/eval/samples_step_N.png. The real data set defaults to
 the one the run trained on (train.dataset in operative_config.gin) and its evaluation
-split. The EMA generator is evaluated with standing statistics (BN moving statistics
-recomputed over --standing_batches batches; the checkpoint is not changed).
+split. The EMA generator is evaluated with its stored BN statistics, the raw one with
+standing statistics (BN moving statistics recomputed over --standing_batches batches;
+the checkpoint is not changed); docs/evaluation.md says why.
 
 With --images (a folder of PNG/JPEG files or an .npz with `images`, optional `labels`)
 the row goes to --out (default <images>.eval.json); --export_stats writes the real
@@ -87,8 +88,8 @@ def define_flags(fv):
                      flag_values=fv)
   flags.DEFINE_integer("standing_batches", None,
                        "Batches of fresh z/labels for BN standing statistics; 0 keeps "
-                       "the stored ones. Default: 16 for the EMA generator, 0 for the "
-                       "raw one.", flag_values=fv)
+                       "the stored ones. Default: 0 for the EMA generator, 16 for the "
+                       "raw one (docs/evaluation.md).", flag_values=fv)
   flags.DEFINE_string("images", None, "Score these images instead of a run: a folder of "
                       "PNG/JPEG files or an .npz (`images` uint8 HWC or float in "
                       "[-1, 1], optional `labels`).", flag_values=fv)

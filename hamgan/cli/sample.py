@@ -6,8 +6,9 @@
 Labels cycle through --classes (default: all classes). With --truncation=t, entries
 of z with |z| > t are redrawn (the truncation trick). PNG names carry index and
 class; an .npz holds `images` (uint8 N,S,S,3), `labels` and `z` (hamgan-eval --images
-scores it). The EMA generator samples with standing statistics (its batch-norm moving
-statistics recomputed over --standing_batches batches of fresh z, as hamgan-eval does;
+scores it). As in hamgan-eval, the EMA generator samples with its stored batch-norm
+statistics and the raw one with standing statistics (recomputed over --standing_batches
+batches of fresh z;
 the checkpoint is not changed). Needs no TF-GAN and no classifier.
 """
 import os
@@ -38,7 +39,7 @@ def define_flags(fv):
   flags.DEFINE_integer("batch_size", 100, "Samples per generator call.", flag_values=fv)
   flags.DEFINE_integer("standing_batches", None,
                        "Batches of fresh z for BN standing statistics; 0 keeps the "
-                       "stored ones. Default: 16 for the EMA generator, 0 for the raw one.",
+                       "stored ones. Default: 0 for the EMA generator, 16 for the raw one.",
                        flag_values=fv)
   flags.mark_flag_as_required("model_dir", flag_values=fv)
   flags.mark_flag_as_required("out", flag_values=fv)

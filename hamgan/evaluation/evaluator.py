@@ -4,8 +4,8 @@
 metrics out, named by `scoring`). `Evaluator` adds the run directory (hamgan.run_dir):
 for each milestone or checkpoint it rebuilds G from the config of the launch that
 trained that step, restores it (the EMA generator when the checkpoint has one, unless
-told otherwise), recomputes its batch-norm standing statistics (`restore`; default on
-for the EMA generator), records one result row (a new row whenever any setting that
+told otherwise), recomputes its batch-norm standing statistics when asked (`restore`;
+default on for the raw generator only), records one result row (a new row whenever any setting that
 changes a number differs, the config or the checkpoint's content included), writes
 `eval/samples_step_N.png`, and can watch a training run until `TRAINING_DONE`.
 
@@ -84,7 +84,7 @@ class EvalSettings:
   intra_fid: bool = False
   conditional_accuracy: bool = False  # needs a classifier of G's own classes
   truncation: float = None
-  standing_batches: int = None  # None: DEFAULT_STANDING_BATCHES for the EMA G, else 0
+  standing_batches: int = None  # None: 0 for the EMA G, DEFAULT_STANDING_BATCHES for the raw
   seed: int = 0
   cache_dir: str = None
   force: bool = False

@@ -128,9 +128,11 @@ DEFAULT_BATCHES = 16  # standing-statistics batches (BigGAN: a few of fresh z an
 
 
 def batches_for(generator_key, asked=None):
-  """The batch count to use: `asked`, else DEFAULT_BATCHES for the EMA G and 0 otherwise."""
+  """The batch count to use: `asked`, else 0 (the stored statistics) for the EMA G and
+  DEFAULT_BATCHES for the raw G: the defaults that scored best over the 25 runs of
+  docs/evaluation.md, 'Which batch-norm statistics'."""
   if asked is None:
-    return DEFAULT_BATCHES if generator_key == "ema_generator" else 0
+    return 0 if generator_key == "ema_generator" else DEFAULT_BATCHES
   if not isinstance(asked, int) or asked < 0:
     raise ValueError(f"standing_batches={asked!r} must be an int >= 0 (0 keeps the stored "
                      "moving statistics).")
