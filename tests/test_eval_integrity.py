@@ -103,7 +103,7 @@ def test_standing_statistics_default_for_the_raw_g_and_recorded(tmp_path, clf_pa
   ev = _evaluator(model_dir, clf_path, cache, standing_batches=None, use_ema=False)
   (row,) = ev.evaluate_all()
   assert row["generator"] == "generator"
-  assert row["standing_batches"] == evaluator.DEFAULT_STANDING_BATCHES
+  assert row["standing_batches"] == restore.DEFAULT_BATCHES
   # The generator in memory holds recomputed statistics, the checkpoint the stored ones.
   stored = tf.train.load_checkpoint(row["checkpoint"])
   layer = restore.batch_norm_layers(ev.generator)[0]

@@ -34,8 +34,6 @@ from hamgan.evaluation import real_stats
 from hamgan.evaluation import restore
 from hamgan.evaluation import scoring
 
-DEFAULT_STANDING_BATCHES = restore.DEFAULT_BATCHES
-
 
 def evaluate_generator(generator, classifier, real, num_samples, num_classes, z_dim,
                        batch_size=100, strategy=None, seed=0, kid=False, write=None,
@@ -84,7 +82,7 @@ class EvalSettings:
   intra_fid: bool = False
   conditional_accuracy: bool = False  # needs a classifier of G's own classes
   truncation: float = None
-  standing_batches: int = None  # None: 0 for the EMA G, DEFAULT_STANDING_BATCHES for the raw
+  standing_batches: int = None  # None: 0 for the EMA G, restore.DEFAULT_BATCHES for the raw
   seed: int = 0
   cache_dir: str = None
   force: bool = False
