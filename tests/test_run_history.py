@@ -94,10 +94,10 @@ def test_milestones_survive_and_each_step_is_scored_under_its_launch_config(
   assert len(logged) == len(set(logged)) and max(logged) == 60, logged
 
   def evaluate(*extra):
-    fv = eval_cli.parse_flags([
+    args = eval_cli.parse_flags([
         "hamgan-eval", f"--model_dir={run}", "--num_samples=20", f"--data_dir={data_dir}",
         f"--classifier_path={classifier_path}", f"--cache_dir={tmp_path / 'cache'}", *extra])
-    return eval_cli.evaluate(fv, write=lambda _: None)
+    return eval_cli.evaluate(args, write=lambda _: None)
 
   rows = evaluate("--all", "--batch_size=10")
   assert sorted(r["step"] for r in rows) == [20, 40, 60]

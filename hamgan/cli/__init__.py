@@ -23,20 +23,20 @@ def parse_own_flags(argv, define_flags, doc):
   that they can be imported beside the other tools in one process (tests, the demo).
   Such tools take flags only: a leftover argument is refused, not ignored.
   """
-  fv = flags.FlagValues()
-  define_flags(fv)
+  args = flags.FlagValues()
+  define_flags(args)
   if any(a in errors.HELP_ARGS for a in argv[1:]):
     print(doc)
-    print(fv.get_help())
+    print(args.get_help())
     print(errors.HELP_NOTE)
     sys.exit(0)
-  rest = fv(argv)
+  rest = args(argv)
   if len(rest) > 1:
     raise app.UsageError(
         f"unexpected argument(s) {rest[1:]}: {argv[0]} takes only --flags (e.g. "
         f"--model_dir={rest[1]}); quote values with spaces, and write booleans as "
         "--flag or --noflag.")
-  return fv
+  return args
 
 
 def _checker(name, minimum, integer, why=""):
@@ -52,8 +52,8 @@ def _checker(name, minimum, integer, why=""):
   return check
 
 
-def bound_flags(fv, minimums=None, positive=(), truncation=None):
-  """Registers parse-time checks on `fv`: integers >= their minimum, floats > 0, and the
+def bound_flags(args, minimums=None, positive=(), truncation=None):
+  """Registers parse-time checks on `args`: integers >= their minimum, floats > 0, and the
   truncation threshold (hamgan.evaluation.latent's floor); None always passes.
 
   `minimums` maps a flag to its minimum, or to (minimum, the reason for it).
@@ -61,9 +61,9 @@ def bound_flags(fv, minimums=None, positive=(), truncation=None):
   for name, minimum in (minimums or {}).items():
     minimum, why = minimum if isinstance(minimum, tuple) else (minimum, "")
     flags.register_validator(name, _checker(name, minimum, True, why and f" ({why})"),
-                             flag_values=fv)
+                             flag_values=args)
   for name in positive:
-    flags.register_validator(name, _checker(name, 0, False), flag_values=fv)
+    flags.register_validator(name, _checker(name, 0, False), flag_values=args)
   if truncation:
     def check_truncation(value):
       from hamgan.evaluation import latent  # pylint: disable=g-import-not-at-top
@@ -72,4 +72,4 @@ def bound_flags(fv, minimums=None, positive=(), truncation=None):
       except ValueError as e:
         raise flags.ValidationError(str(e)) from None
       return True
-    flags.register_validator(truncation, check_truncation, flag_values=fv)
+    flags.register_validator(truncation, check_truncation, flag_values=args)

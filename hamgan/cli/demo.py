@@ -98,10 +98,10 @@ def run_demo(model_dir, gin_params=(), per_class=100, eval_samples=2000, tpu=Non
 
   _banner(f"4/4 hamgan-eval on step {step}: {eval_samples} samples vs the {DATASET} "
           "test split")
-  fv = eval_cli.parse_flags([
+  args = eval_cli.parse_flags([
       "hamgan-eval", f"--model_dir={model_dir}", f"--num_samples={eval_samples}",
       f"--classifier_path={classifier_dir}", f"--real_dataset={DATASET}", "--force"])
-  rows = eval_cli.evaluate(fv, strategy=trainer.strategy)
+  rows = eval_cli.evaluate(args, strategy=trainer.strategy)
   metrics = rows[0]["metrics"] if rows else {}
 
   result = {

@@ -33,88 +33,88 @@ from hamgan import cli
 from hamgan.cli import errors
 
 
-def define_flags(fv):
-  """Defines hamgan-eval's flags on the FlagValues `fv`."""
+def define_flags(args):
+  """Defines hamgan-eval's flags on the FlagValues `args`."""
   flags.DEFINE_string("model_dir", None, "Run directory written by hamgan-train.",
-                      flag_values=fv)
+                      flag_values=args)
   flags.DEFINE_string("checkpoint", None,
                       "Checkpoint to evaluate: a path, a ckpt-N name or a step. "
-                      "Default: the latest.", flag_values=fv)
-  flags.DEFINE_boolean("all", False, "Evaluate every checkpoint.", flag_values=fv)
+                      "Default: the latest.", flag_values=args)
+  flags.DEFINE_boolean("all", False, "Evaluate every checkpoint.", flag_values=args)
   flags.DEFINE_list("steps", None, "With --all: only these steps, e.g. 1200,2400,3600 "
-                    "(each must have a milestone or checkpoint).", flag_values=fv)
+                    "(each must have a milestone or checkpoint).", flag_values=args)
   flags.DEFINE_boolean("watch", False,
                        "Evaluate each new checkpoint as training writes it; stop "
-                       "once TRAINING_DONE exists and all are evaluated.", flag_values=fv)
-  flags.DEFINE_float("poll_s", 30.0, "--watch: seconds between looks.", flag_values=fv)
+                       "once TRAINING_DONE exists and all are evaluated.", flag_values=args)
+  flags.DEFINE_float("poll_s", 30.0, "--watch: seconds between looks.", flag_values=args)
   flags.DEFINE_float("watch_timeout_s", None,
                      "--watch: give up after this many seconds (default: never).",
-                     flag_values=fv)
+                     flag_values=args)
   flags.DEFINE_integer("num_samples", 50000, "Generated samples per evaluation.",
-                       flag_values=fv)
+                       flag_values=args)
   flags.DEFINE_integer("real_num_samples", None,
                        "Real images for the statistics (default: --num_samples; "
-                       "fewer if the split is smaller).", flag_values=fv)
+                       "fewer if the split is smaller).", flag_values=args)
   flags.DEFINE_integer("batch_size", 200, "Global batch for generation and the "
-                       "classifier.", flag_values=fv)
+                       "classifier.", flag_values=args)
   flags.DEFINE_string("real_dataset", None,
                       "hamgan.data data set of the real statistics. Default: the "
-                      "run's train.dataset, else imagenet2012.", flag_values=fv)
+                      "run's train.dataset, else imagenet2012.", flag_values=args)
   flags.DEFINE_string("real_split", None,
                       "Split of the real statistics. Default: the data set's "
-                      "evaluation split (validation / test).", flag_values=fv)
+                      "evaluation split (validation / test).", flag_values=args)
   flags.DEFINE_string("data_dir", None, "tfds data_dir. Default: the run's "
-                      "train.data_dir, else tfds's default.", flag_values=fv)
+                      "train.data_dir, else tfds's default.", flag_values=args)
   flags.DEFINE_string("classifier_path", None,
                       "Local classifier: an extracted TF-Hub module or a SavedModel "
                       "returning {'logits', 'pool_3'}. Default: TF-GAN's Inception "
-                      "from TF-Hub (needs internet or TFHUB_CACHE_DIR).", flag_values=fv)
+                      "from TF-Hub (needs internet or TFHUB_CACHE_DIR).", flag_values=args)
   flags.DEFINE_boolean("use_ema", None,
                        "Evaluate the EMA generator (true) or the raw one (false). "
-                       "Default: the EMA one when the checkpoint has it.", flag_values=fv)
-  flags.DEFINE_boolean("kid", False, "Also compute KID.", flag_values=fv)
+                       "Default: the EMA one when the checkpoint has it.", flag_values=args)
+  flags.DEFINE_boolean("kid", False, "Also compute KID.", flag_values=args)
   flags.DEFINE_boolean("manifold", False,
                        "Also compute improved precision/recall (k=3) and density/"
-                       "coverage (k=5) on the same features.", flag_values=fv)
+                       "coverage (k=5) on the same features.", flag_values=args)
   flags.DEFINE_boolean("intra_fid", False,
                        "Also compute intra-class FID (mean over classes; per-class "
-                       "values in the row).", flag_values=fv)
+                       "values in the row).", flag_values=args)
   flags.DEFINE_boolean("conditional_accuracy", False,
                        "Also compute the conditional accuracy: the fraction of samples "
                        "drawn for class c that the classifier puts in class c. Needs a "
                        "classifier whose outputs are G's classes (e.g. the digits one).",
-                       flag_values=fv)
+                       flag_values=args)
   flags.DEFINE_float("truncation", None, "Truncation threshold of z (default: none).",
-                     flag_values=fv)
+                     flag_values=args)
   flags.DEFINE_integer("standing_batches", None,
                        "Batches of fresh z/labels for BN standing statistics; 0 keeps "
                        "the stored ones. Default: 0 for the EMA generator, 16 for the "
-                       "raw one (docs/evaluation.md).", flag_values=fv)
+                       "raw one (docs/evaluation.md).", flag_values=args)
   flags.DEFINE_string("images", None, "Score these images instead of a run: a folder of "
                       "PNG/JPEG files or an .npz (`images` uint8 HWC or float in "
-                      "[-1, 1], optional `labels`).", flag_values=fv)
+                      "[-1, 1], optional `labels`).", flag_values=args)
   flags.DEFINE_string("real_images", None, "--images mode: real images (folder or .npz) "
-                      "as the real side.", flag_values=fv)
+                      "as the real side.", flag_values=args)
   flags.DEFINE_string("real_stats", None, "--images mode: real statistics (.npz with mu "
-                      "and sigma) as the real side; FID only.", flag_values=fv)
+                      "and sigma) as the real side; FID only.", flag_values=args)
   flags.DEFINE_string("export_stats", None, "Write the real side's statistics (mu, sigma, "
-                      "key) to this .npz.", flag_values=fv)
+                      "key) to this .npz.", flag_values=args)
   flags.DEFINE_integer("real_resolution", None, "--export_stats of a --real_dataset "
                        "without --images: the size to read the real images at.",
-                       flag_values=fv)
+                       flag_values=args)
   flags.DEFINE_string("out", None, "--images mode: the JSON row's file (default "
-                      "<images>.eval.json).", flag_values=fv)
+                      "<images>.eval.json).", flag_values=args)
   flags.DEFINE_boolean("force", False, "Re-evaluate and replace existing rows.",
-                       flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of z and the labels.", flag_values=fv)
+                       flag_values=args)
+  flags.DEFINE_integer("seed", 0, "Seed of z and the labels.", flag_values=args)
   flags.DEFINE_string("cache_dir", None, "Real-statistics cache. Default: "
                       "$HAMGAN_CACHE_DIR/real_stats or ~/.cache/hamgan/real_stats.",
-                      flag_values=fv)
+                      flag_values=args)
   flags.DEFINE_string("tpu", None, "TPU name or address (evaluation on a TPU).",
-                      flag_values=fv)
+                      flag_values=args)
   flags.DEFINE_float("progress_every_s", 10.0, "Seconds between progress lines.",
-                     flag_values=fv)
-  cli.bound_flags(fv, minimums={"num_samples": cli.MIN_SCORED_SAMPLES, "real_num_samples": 1,
+                     flag_values=args)
+  cli.bound_flags(args, minimums={"num_samples": cli.MIN_SCORED_SAMPLES, "real_num_samples": 1,
                                 "batch_size": 1,
                                 "standing_batches": 0, "real_resolution": 1},
                   positive=("poll_s", "watch_timeout_s", "progress_every_s"),
@@ -126,76 +126,76 @@ def parse_flags(argv):
   return cli.parse_own_flags(argv, define_flags, __doc__)
 
 
-def settings_from_flags(fv):
+def settings_from_flags(args):
   """EvalSettings; the real data set, split and data_dir default to the run's."""
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
-  if not fv.model_dir:
+  if not args.model_dir:
     raise ValueError("pass --model_dir=RUN_DIR (a hamgan-train run), or --images=PATH "
                      "(or --export_stats=FILE) to score images without a run.")
   for name in ("real_images", "real_stats", "export_stats", "out", "real_resolution"):
-    if fv[name].present:
+    if args[name].present:
       raise ValueError(f"--{name} belongs to --images / --export_stats mode; with "
                        "--model_dir use --real_dataset/--real_split.")
-  if sum(bool(x) for x in (fv.checkpoint, fv.all, fv.watch)) > 1:
+  if sum(bool(x) for x in (args.checkpoint, args.all, args.watch)) > 1:
     raise ValueError(
-        f"--checkpoint={fv.checkpoint!r}, --all={fv.all} and --watch={fv.watch} exclude "
+        f"--checkpoint={args.checkpoint!r}, --all={args.all} and --watch={args.watch} exclude "
         "each other; pass at most one of them.")
   return evaluator.EvalSettings(
-      num_samples=fv.num_samples, batch_size=fv.batch_size, real_dataset=fv.real_dataset,
-      real_split=fv.real_split, real_num_samples=fv.real_num_samples,
-      data_dir=fv.data_dir, classifier_path=fv.classifier_path, use_ema=fv.use_ema,
-      kid=fv.kid, manifold=fv.manifold, intra_fid=fv.intra_fid,
-      conditional_accuracy=fv.conditional_accuracy, truncation=fv.truncation,
-      standing_batches=fv.standing_batches, seed=fv.seed, cache_dir=fv.cache_dir,
-      force=fv.force,
-      progress_every_s=fv.progress_every_s)
+      num_samples=args.num_samples, batch_size=args.batch_size, real_dataset=args.real_dataset,
+      real_split=args.real_split, real_num_samples=args.real_num_samples,
+      data_dir=args.data_dir, classifier_path=args.classifier_path, use_ema=args.use_ema,
+      kid=args.kid, manifold=args.manifold, intra_fid=args.intra_fid,
+      conditional_accuracy=args.conditional_accuracy, truncation=args.truncation,
+      standing_batches=args.standing_batches, seed=args.seed, cache_dir=args.cache_dir,
+      force=args.force,
+      progress_every_s=args.progress_every_s)
 
 
-def image_settings_from_flags(fv):
+def image_settings_from_flags(args):
   """ImageEvalSettings of --images / --export_stats mode."""
   from hamgan.evaluation import image_eval  # pylint: disable=g-import-not-at-top
   for name in ("model_dir", "checkpoint", "all", "watch", "use_ema", "truncation",
                "standing_batches", "force"):
-    if fv[name].present:
+    if args[name].present:
       raise ValueError(f"--{name} belongs to evaluating a run (--model_dir), not to "
                        "--images / --export_stats, which score images that exist "
                        "already; drop one of them.")
   return image_eval.ImageEvalSettings(
-      images=fv.images, real_dataset=fv.real_dataset, real_split=fv.real_split,
-      real_images=fv.real_images, real_stats=fv.real_stats,
-      num_samples=fv.num_samples if fv["num_samples"].present else None,  # else: all
-      real_num_samples=fv.real_num_samples, data_dir=fv.data_dir,
-      classifier_path=fv.classifier_path, batch_size=fv.batch_size, kid=fv.kid,
-      manifold=fv.manifold, intra_fid=fv.intra_fid,
-      conditional_accuracy=fv.conditional_accuracy, cache_dir=fv.cache_dir, out=fv.out,
-      export_stats=fv.export_stats, progress_every_s=fv.progress_every_s)
+      images=args.images, real_dataset=args.real_dataset, real_split=args.real_split,
+      real_images=args.real_images, real_stats=args.real_stats,
+      num_samples=args.num_samples if args["num_samples"].present else None,  # else: all
+      real_num_samples=args.real_num_samples, data_dir=args.data_dir,
+      classifier_path=args.classifier_path, batch_size=args.batch_size, kid=args.kid,
+      manifold=args.manifold, intra_fid=args.intra_fid,
+      conditional_accuracy=args.conditional_accuracy, cache_dir=args.cache_dir, out=args.out,
+      export_stats=args.export_stats, progress_every_s=args.progress_every_s)
 
 
-def evaluate(fv, strategy=None, write=None):
+def evaluate(args, strategy=None, write=None):
   """Runs what the flags ask for; returns the new result rows."""
-  if fv.images or fv.export_stats:
+  if args.images or args.export_stats:
     from hamgan.evaluation import image_eval  # pylint: disable=g-import-not-at-top
-    row = image_eval.evaluate_images(image_settings_from_flags(fv), strategy=strategy,
-                                     write=write, real_resolution=fv.real_resolution)
-    if fv.export_stats:
-      print(f"hamgan-eval: real statistics written to {fv.export_stats}")
+    row = image_eval.evaluate_images(image_settings_from_flags(args), strategy=strategy,
+                                     write=write, real_resolution=args.real_resolution)
+    if args.export_stats:
+      print(f"hamgan-eval: real statistics written to {args.export_stats}")
     return [row] if row is not None else []
   from hamgan.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
-  settings = settings_from_flags(fv)
+  settings = settings_from_flags(args)
   if strategy is None:
     from hamgan.training import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
-    strategy = strategy_lib.resolve_strategy(fv.tpu)
-  ev = evaluator.Evaluator(fv.model_dir, settings, strategy=strategy, write=write)
-  if fv.watch:
-    return ev.watch(poll_s=fv.poll_s, timeout_s=fv.watch_timeout_s)
-  if fv.all:
-    return ev.evaluate_all(steps=parse_steps(fv.steps))
-  if fv.steps:
-    raise ValueError(f"--steps={','.join(fv.steps)} selects among --all's checkpoints; "
+    strategy = strategy_lib.resolve_strategy(args.tpu)
+  ev = evaluator.Evaluator(args.model_dir, settings, strategy=strategy, write=write)
+  if args.watch:
+    return ev.watch(poll_s=args.poll_s, timeout_s=args.watch_timeout_s)
+  if args.all:
+    return ev.evaluate_all(steps=parse_steps(args.steps))
+  if args.steps:
+    raise ValueError(f"--steps={','.join(args.steps)} selects among --all's checkpoints; "
                      "add --all, or pass one step as --checkpoint=N.")
   ev.checkpoints()  # a clear error when there is none
-  row = ev.evaluate(checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint))
+  row = ev.evaluate(checkpoints.find_checkpoint(args.model_dir, args.checkpoint))
   return [row] if row is not None else []  # same steps as evaluator.evaluate_checkpoint
 
 
@@ -213,10 +213,10 @@ def parse_steps(values):
   return steps
 
 
-def main(fv):
+def main(args):
   logging.set_verbosity(logging.INFO)
   try:
-    rows = evaluate(fv)
+    rows = evaluate(args)
   except ValueError as e:  # our errors say what to do: one line (hamgan.cli.errors)
     return TOOL.report(e, errors.traceback_wanted())
   for row in rows:
@@ -224,7 +224,7 @@ def main(fv):
              {"step": row["step"], "generator": row["generator"]})
     print(json.dumps({**where, "protocol": row["protocol"], **row["metrics"]},
                      sort_keys=True))
-  if not rows and not fv.export_stats:
+  if not rows and not args.export_stats:
     print("hamgan-eval: nothing new to evaluate (use --force to redo).", file=sys.stderr)
   return 0
 

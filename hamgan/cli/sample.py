@@ -20,30 +20,30 @@ from hamgan import cli
 from hamgan.cli import errors
 
 
-def define_flags(fv):
-  """Defines hamgan-sample's flags on the FlagValues `fv`."""
+def define_flags(args):
+  """Defines hamgan-sample's flags on the FlagValues `args`."""
   flags.DEFINE_string("model_dir", None, "Run directory written by hamgan-train.",
-                      flag_values=fv)
+                      flag_values=args)
   flags.DEFINE_string("checkpoint", None, "A path, ckpt-N name or step; default latest.",
-                      flag_values=fv)
-  flags.DEFINE_integer("num_samples", 64, "How many samples.", flag_values=fv)
+                      flag_values=args)
+  flags.DEFINE_integer("num_samples", 64, "How many samples.", flag_values=args)
   flags.DEFINE_list("classes", None, "Comma-separated class ids, e.g. 3,5 (default: all).",
-                    flag_values=fv)
+                    flag_values=args)
   flags.DEFINE_float("truncation", None, "Truncation threshold for z (default: none).",
-                     flag_values=fv)
+                     flag_values=args)
   flags.DEFINE_string("out", None, "Output directory for PNGs, or a file name ending in "
-                      ".npz.", flag_values=fv)
+                      ".npz.", flag_values=args)
   flags.DEFINE_boolean("use_ema", None, "EMA generator (default when present) or not.",
-                       flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of z.", flag_values=fv)
-  flags.DEFINE_integer("batch_size", 100, "Samples per generator call.", flag_values=fv)
+                       flag_values=args)
+  flags.DEFINE_integer("seed", 0, "Seed of z.", flag_values=args)
+  flags.DEFINE_integer("batch_size", 100, "Samples per generator call.", flag_values=args)
   flags.DEFINE_integer("standing_batches", None,
                        "Batches of fresh z for BN standing statistics; 0 keeps the "
                        "stored ones. Default: 0 for the EMA generator, 16 for the raw one.",
-                       flag_values=fv)
-  flags.mark_flag_as_required("model_dir", flag_values=fv)
-  flags.mark_flag_as_required("out", flag_values=fv)
-  cli.bound_flags(fv, minimums={"num_samples": 1, "batch_size": 1, "standing_batches": 0},
+                       flag_values=args)
+  flags.mark_flag_as_required("model_dir", flag_values=args)
+  flags.mark_flag_as_required("out", flag_values=args)
+  cli.bound_flags(args, minimums={"num_samples": 1, "batch_size": 1, "standing_batches": 0},
                   truncation="truncation")
 
 
@@ -114,38 +114,38 @@ def write_samples(out, images, labels, z):
   return paths
 
 
-def sample(fv):
+def sample(args):
   """Restores G as the flags say and writes the samples; returns the written paths."""
   from hamgan import checkpoints  # pylint: disable=g-import-not-at-top
   from hamgan import run_dir  # pylint: disable=g-import-not-at-top
   from hamgan.evaluation import restore  # pylint: disable=g-import-not-at-top
-  if fv.num_samples <= 0:
-    raise ValueError(f"--num_samples={fv.num_samples} must be >= 1.")
-  restore.batches_for("ema_generator", fv.standing_batches)  # checked before any work
-  check_out(fv.out, fv.model_dir)
-  path = checkpoints.find_checkpoint(fv.model_dir, fv.checkpoint)
-  config = run_dir.config_for_step(fv.model_dir, checkpoints.checkpoint_step(path))
+  if args.num_samples <= 0:
+    raise ValueError(f"--num_samples={args.num_samples} must be >= 1.")
+  restore.batches_for("ema_generator", args.standing_batches)  # checked before any work
+  check_out(args.out, args.model_dir)
+  path = checkpoints.find_checkpoint(args.model_dir, args.checkpoint)
+  config = run_dir.config_for_step(args.model_dir, checkpoints.checkpoint_step(path))
   generator = restore.build_generator_from_config(config)
-  classes = parse_classes(fv.classes, int(generator.num_classes))  # before the restore
-  key = restore.restore_generator(generator, path, fv.use_ema)
-  batches = restore.batches_for(key, fv.standing_batches)
+  classes = parse_classes(args.classes, int(generator.num_classes))  # before the restore
+  key = restore.restore_generator(generator, path, args.use_ema)
+  batches = restore.batches_for(key, args.standing_batches)
   if batches:
-    restore.recompute(generator, batches, fv.batch_size, seed=fv.seed + 1,
-                      truncation=fv.truncation)
-  images, labels, z = generate(generator, fv.num_samples, classes, fv.truncation, fv.seed,
-                               fv.batch_size)
-  written = write_samples(fv.out, images, labels, z)
-  logging.info("%d samples of %s (%s) written to %s", len(images), path, key, fv.out)
+    restore.recompute(generator, batches, args.batch_size, seed=args.seed + 1,
+                      truncation=args.truncation)
+  images, labels, z = generate(generator, args.num_samples, classes, args.truncation, args.seed,
+                               args.batch_size)
+  written = write_samples(args.out, images, labels, z)
+  logging.info("%d samples of %s (%s) written to %s", len(images), path, key, args.out)
   return written
 
 
-def main(fv):
+def main(args):
   logging.set_verbosity(logging.INFO)
   try:
-    written = sample(fv)
+    written = sample(args)
   except ValueError as e:  # our errors say what to do: one line (hamgan.cli.errors)
     return TOOL.report(e, errors.traceback_wanted())
-  print(f"wrote {len(written)} file(s) under {fv.out}")
+  print(f"wrote {len(written)} file(s) under {args.out}")
   return 0
 
 

@@ -38,39 +38,39 @@ EVAL_FLAGS = ("num_samples", "real_num_samples", "batch_size", "real_dataset", "
               "truncation", "standing_batches", "cache_dir", "force", "progress_every_s")
 
 
-def define_flags(fv):
-  """Defines hamgan-sweep's flags on the FlagValues `fv` (absl's FLAGS hold hamgan-train's)."""
+def define_flags(args):
+  """Defines hamgan-sweep's flags on the FlagValues `args` (absl's FLAGS hold hamgan-train's)."""
   flags.DEFINE_multi_string("gin_file", [], "gin experiment file(s), as for hamgan-train "
                             "(a path or a name in gin_configs/, e.g. demo_mnist).",
-                            flag_values=fv)
+                            flag_values=args)
   flags.DEFINE_multi_string("vary", [], f"an axis of the grid: {grid.VARY_HELP} (see "
-                            "above).", flag_values=fv)
+                            "above).", flag_values=args)
   flags.DEFINE_string("seeds", None, "seeds, e.g. 0,1,2,3,4: each setting is trained once "
-                      "per seed (train.seed).", flag_values=fv)
+                      "per seed (train.seed).", flag_values=args)
   flags.DEFINE_string("root", None, "folder of the sweep: one run directory per point, the "
-                      "comparison, and .sweep/ (logs, the grid).", flag_values=fv)
+                      "comparison, and .sweep/ (logs, the grid).", flag_values=args)
   flags.DEFINE_multi_string("gin_param", [], "a gin binding for every run, e.g. "
-                            "\"train.num_steps = 600\".", flag_values=fv)
+                            "\"train.num_steps = 600\".", flag_values=args)
   flags.DEFINE_integer("parallel", 1, "runs trained at once (one per free core or device; "
                        "runs side by side share the machine, so their it/s do too).",
-                       lower_bound=1, flag_values=fv)
+                       lower_bound=1, flag_values=args)
   flags.DEFINE_integer("max_runs", None, "train at most this many runs in this call; the "
                        "next call goes on (done runs are still evaluated and compared).",
-                       lower_bound=0, flag_values=fv)
+                       lower_bound=0, flag_values=args)
   flags.DEFINE_boolean("evaluate", True, "evaluate every run's milestones (hamgan-eval "
-                       "--all); --noevaluate trains and compares only.", flag_values=fv)
+                       "--all); --noevaluate trains and compares only.", flag_values=args)
   flags.DEFINE_multi_string("eval_flag", [], "one more hamgan-eval flag for every run, "
-                            "as written, e.g. --eval_flag=--seed=3.", flag_values=fv)
+                            "as written, e.g. --eval_flag=--seed=3.", flag_values=args)
   flags.DEFINE_boolean("dry_run", False, "check the grid (every setting resolved as "
                        "hamgan-train would) and print each run's directory and state; "
-                       "writes nothing.", flag_values=fv)
+                       "writes nothing.", flag_values=args)
   flags.DEFINE_boolean("print_commands", False, "print each run's hamgan-train and "
                        "hamgan-eval command line (for other hosts or launch/) and the "
-                       "hamgan-compare one; runs and writes nothing.", flag_values=fv)
+                       "hamgan-compare one; runs and writes nothing.", flag_values=args)
   source = flags.FlagValues()
   eval_cli.define_flags(source)
   for name in EVAL_FLAGS:
-    flags.DEFINE_flag(source[name], fv)
+    flags.DEFINE_flag(source[name], args)
 
 
 def parse_flags(argv):
@@ -78,34 +78,34 @@ def parse_flags(argv):
   return cli.parse_own_flags(argv, define_flags, __doc__)
 
 
-def eval_args(fv):
+def eval_args(args):
   """The hamgan-eval flags given on this command line, as hamgan-eval reads them."""
-  return [fv[n].serialize() for n in EVAL_FLAGS if fv[n].present] + list(fv.eval_flag)
+  return [args[n].serialize() for n in EVAL_FLAGS if args[n].present] + list(args.eval_flag)
 
 
-def sweep_from_flags(fv):
+def sweep_from_flags(args):
   """A hamgan.compare.sweep.Sweep from the flags; ValueError saying what to fix."""
-  if not fv.gin_file:
+  if not args.gin_file:
     raise ValueError("no --gin_file; pass the experiment every run starts from, e.g. "
                      "--gin_file=demo_mnist.")
-  if not fv.root:
+  if not args.root:
     raise ValueError("no --root; pass the folder that holds the sweep, e.g. "
                      "--root=runs/sweep.")
   return sweep_lib.Sweep(
-      gin_files=list(fv.gin_file), axes=[grid.parse_vary(v) for v in fv.vary],
-      seeds=grid.parse_seeds(fv.seeds), root=fv.root, gin_params=list(fv.gin_param),
-      eval_args=eval_args(fv), parallel=fv.parallel, max_runs=fv.max_runs,
-      evaluate=fv.evaluate)
+      gin_files=list(args.gin_file), axes=[grid.parse_vary(v) for v in args.vary],
+      seeds=grid.parse_seeds(args.seeds), root=args.root, gin_params=list(args.gin_param),
+      eval_args=eval_args(args), parallel=args.parallel, max_runs=args.max_runs,
+      evaluate=args.evaluate)
 
 
-def main(fv):
-  sweep = sweep_from_flags(fv)
+def main(args):
+  sweep = sweep_from_flags(args)
   print(f"hamgan-sweep: checking the settings of {len(sweep.points)} runs ...", flush=True)
   sweep_lib.check(sweep)
-  if fv.dry_run or fv.print_commands:
-    if fv.dry_run:
+  if args.dry_run or args.print_commands:
+    if args.dry_run:
       print("\n".join(sweep_lib.describe(sweep)))
-    if fv.print_commands:
+    if args.print_commands:
       for point in sweep.points:
         print(f"# {point.name}\n" + "\n".join(sweep.commands(point)))
       print("# the comparison, once every run is evaluated\n" + sweep.compare_command())
