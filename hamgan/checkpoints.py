@@ -22,8 +22,6 @@ import tensorflow as tf
 
 from hamgan import run_dir
 
-CHECKPOINT_DIR = run_dir.CHECKPOINT_DIR
-MILESTONE_DIR = run_dir.MILESTONE_DIR
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 RETRY_SECONDS = 120.0  # how long an unreadable checkpoint is retried before giving up
 _FIRST_RETRY_SECONDS = 1.0
@@ -47,12 +45,12 @@ def is_damage(error):
 
 def checkpoint_dir(model_dir):
   """model_dir/checkpoints."""
-  return os.path.join(model_dir, CHECKPOINT_DIR)
+  return os.path.join(model_dir, run_dir.CHECKPOINT_DIR)
 
 
 def milestone_dir(model_dir):
   """model_dir/milestones."""
-  return os.path.join(model_dir, MILESTONE_DIR)
+  return os.path.join(model_dir, run_dir.MILESTONE_DIR)
 
 
 def _number(path):

@@ -29,9 +29,6 @@ BINDINGS = {
     "num_steps": "train.num_steps",
 }
 
-TRAIN_LOG = run_dir.TRAIN_LOG
-CHECKPOINT_DIR = run_dir.CHECKPOINT_DIR
-RUN_MARKERS = run_dir.RUN_MARKERS
 
 _log = logging.getLogger("hamgan.compare")
 
@@ -142,9 +139,9 @@ def check_run_dir(path):
   if not files.isdir(path):
     raise ValueError(f"{path!r} is not a directory; expected a run directory (a hamgan-train "
                      "--model_dir); pass the model_dir of a run.")
-  if not any(files.exists(files.join(path, m)) for m in RUN_MARKERS):
+  if not any(files.exists(files.join(path, m)) for m in run_dir.RUN_MARKERS):
     raise ValueError(
-        f"{path!r} is not a run directory: it has none of {', '.join(RUN_MARKERS)}; "
+        f"{path!r} is not a run directory: it has none of {', '.join(run_dir.RUN_MARKERS)}; "
         "pass the --model_dir given to hamgan-train.")
 
 
@@ -181,7 +178,7 @@ def context_name(value):
 
 
 def _read_speed(report, path):
-  log_path = files.join(path, TRAIN_LOG)
+  log_path = files.join(path, run_dir.TRAIN_LOG)
   if not files.exists(log_path):
     _warn(report, f"{report.name}: {log_path} is missing; it/s and trained steps left blank.")
     return
@@ -199,7 +196,7 @@ def _read_speed(report, path):
 
 def _read_params(report, path):
   """(G, D) trainable parameter counts from the latest checkpoint, else (None, None)."""
-  ckpt_dir = files.join(path, CHECKPOINT_DIR)
+  ckpt_dir = files.join(path, run_dir.CHECKPOINT_DIR)
   if not files.exists(ckpt_dir):
     _warn(report, f"{report.name}: {ckpt_dir} is missing; parameters left blank.")
     return None, None

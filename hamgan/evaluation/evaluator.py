@@ -197,7 +197,7 @@ class Evaluator:
     found = checkpoints.list_evaluable(self.model_dir)
     if not found:
       raise ValueError(
-          f"no checkpoint in {os.path.join(self.model_dir, checkpoints.CHECKPOINT_DIR)}; "
+          f"no checkpoint in {os.path.join(self.model_dir, run_dir.CHECKPOINT_DIR)}; "
           "expected "
           "ckpt-N files written by hamgan-train. Train first, or pass the right "
           "--model_dir (or --watch to wait for them).")
