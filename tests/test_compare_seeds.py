@@ -250,3 +250,23 @@ def test_summary_table_shows_each_groups_mean_interval_and_best_of_n():
   assert row[5] == "12.0 |"
   with pytest.raises(ValueError, match="0 metrics named intra_fid"):
     seeds_report.summary_table(payload, setting, (("intra-FID", "intra_fid"),))
+
+
+def test_result_tables_in_the_docs_are_made_from_the_committed_comparison():
+  """Each table behind a `summary_table` marker in README.md or docs/ is exactly what
+  seeds_report.summary_table makes from the comparison.json the marker names."""
+  import pathlib
+  import re
+  from hamgan.compare import seeds_report
+  root = pathlib.Path(__file__).resolve().parents[1]
+  marker = re.compile(r"<!-- summary_table (\S+) \"([^\"]+)\" -->\n")
+  found = 0
+  for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+    text = doc.read_text()
+    for m in marker.finditer(text):
+      with open(root / m.group(1)) as f:
+        expected = seeds_report.summary_table(json.load(f), m.group(2))
+      shown = text[m.end():].split("\n\n", 1)[0].strip()
+      assert shown == expected, f"{doc.name}: the table after {m.group(0).strip()} is stale"
+      found += 1
+  assert found >= 1
