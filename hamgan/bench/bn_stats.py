@@ -46,10 +46,12 @@ def measure(args, write=print):
   """Rows of the plan for the checkpoint asked for; prints each as it is scored."""
   from hamgan.evaluation import evaluator
   from hamgan.evaluation import restore
-  ev = evaluator.Evaluator(args.model_dir, evaluator.EvalSettings(
+  settings = evaluator.EvalSettings(
       num_samples=args.num_samples, batch_size=args.batch_size,
       real_dataset=args.real_dataset, classifier_path=args.classifier_path,
-      data_dir=args.data_dir, cache_dir=args.cache_dir, manifold=True, standing_batches=0, progress_every_s=1e9), write=lambda _: None)
+      data_dir=args.data_dir, cache_dir=args.cache_dir, manifold=True, standing_batches=0,
+      progress_every_s=1e9)
+  ev = evaluator.Evaluator(args.model_dir, settings, write=lambda _: None)
   found = dict(ev.checkpoints())
   step = max(found) if args.step is None else args.step
   if step not in found:
@@ -65,8 +67,8 @@ def measure(args, write=print):
   sets["standing"] = _moments(layers)
   rows = []
   for name, sources, scale in swap_plan(len(layers)):
-    for layer, source, (mean, var) in zip(
-        layers, sources, [sets[s][i] for i, s in enumerate(sources)]):
+    for i, (layer, source) in enumerate(zip(layers, sources)):
+      mean, var = sets[source][i]
       layer.moving_mean.assign(mean)
       layer.moving_variance.assign(var * scale if source == "standing" else var)
     values, _ = evaluator.evaluate_generator(

@@ -212,7 +212,8 @@ class Evaluator:
     return dict(
         step=step, checkpoint_sha256=checkpoints.fingerprint(checkpoint_path),
         config_sha256=self._generator_config[1], batch_size=s.batch_size,
-        generator=generator_key, standing_batches=restore.batches_for(generator_key, s.standing_batches),
+        generator=generator_key,
+        standing_batches=restore.batches_for(generator_key, s.standing_batches),
         classifier=self.classifier.identity,
         metric_set=scoring.metric_set(s.kid, s.manifold, s.intra_fid,
                                       s.conditional_accuracy), seed=s.seed,
