@@ -45,8 +45,7 @@ class EvalColumn:
   @property
   def setting(self):
     """Protocol and generator variant: what makes two numbers comparable."""
-    parts = [self.protocol] + ([f"generator: {self.generator}"] if self.generator else [])
-    return "; ".join(parts + ([self.variant] if self.variant else []))
+    return setting_label(self.protocol, self.generator, self.variant)
 
   @property
   def key(self):
@@ -107,6 +106,12 @@ def protocol_label(row):
   if row.get("classifier"):
     parts.append(f"classifier {row['classifier']}")
   return ", ".join(parts) if parts else "unspecified protocol"
+
+
+def setting_label(protocol, generator=None, variant=""):
+  """'PROTOCOL; generator: G; VARIANT', the parts that are set: one number's setting."""
+  parts = [protocol] + ([f"generator: {generator}"] if generator else [])
+  return "; ".join(parts + ([variant] if variant else []))
 
 
 def row_variant(row):

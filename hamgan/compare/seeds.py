@@ -44,12 +44,9 @@ def direction(metric):
 
 def metric_key(metric, row):
   """The name under which `metric` of `row` is pooled: metric, protocol and settings."""
-  parts = [runs_lib.protocol_label(row)]
-  if row.get("generator"):
-    parts.append(f"generator: {row['generator']}")
-  if runs_lib.row_variant(row):
-    parts.append(runs_lib.row_variant(row))
-  return f"{metric} [{'; '.join(parts)}]"
+  setting = runs_lib.setting_label(runs_lib.protocol_label(row), row.get("generator"),
+                                   runs_lib.row_variant(row))
+  return f"{metric} [{setting}]"
 
 
 def run_series(path):
