@@ -148,7 +148,11 @@ def test_conditional_accuracy_equals_argmax_of_the_classifier_on_the_drawn_class
   logits = tf.saved_model.load(clf)(classifier_lib.to_classifier_input(images, 12))["logits"]
   logits = logits.numpy()
   expected = np.mean(np.argmax(logits.astype(np.float64), 1) == y)
-  assert row["metrics"]["conditional_accuracy100"] == pytest.approx(expected, abs=1e-12)
+  # Another batching may round a near-tie of the two top logits the other way on
+  # another CPU: such samples (top-2 gap under 1e-5 of the logits' scale) may differ.
+  top2 = np.sort(logits, axis=1)[:, -2:]
+  near_ties = np.sum(top2[:, 1] - top2[:, 0] < 1e-5 * np.abs(logits).max())
+  assert abs(row["metrics"]["conditional_accuracy100"] - expected) <= near_ties / 100 + 1e-12
   assert 0.0 < expected < 1.0  # a number that tells the classes apart, not 0 or 1
   assert "conditional_accuracy" in row["metric_set"]
 
