@@ -250,6 +250,12 @@ def test_summary_table_shows_each_groups_mean_interval_and_best_of_n():
   assert row[5] == "12.0 |"
   with pytest.raises(ValueError, match="0 metrics named intra_fid"):
     seeds_report.summary_table(payload, setting, (("intra-FID", "intra_fid"),))
+  # By default the columns are the summary metrics measured under the setting, in order.
+  assert seeds_report.summary_table(payload, setting).splitlines()[0] == (
+      "| group | n | FID mean [95% CI] | recall mean [95% CI] | FID best-of-n (flatters by) "
+      "| it/s median |")
+  with pytest.raises(ValueError, match="no group has any"):
+    seeds_report.summary_table(payload, "generator: generator; standing batches: 16")
 
 
 def test_result_tables_in_the_docs_are_made_from_the_committed_comparison():

@@ -140,13 +140,16 @@ SUMMARY_METRICS = (("FID", "fid"), ("precision", "precision"), ("recall", "recal
                    ("intra-FID", "intra_fid"), ("cond. accuracy", "conditional_accuracy"))
 
 
-def summary_table(comparison, setting, metrics=SUMMARY_METRICS):
+def summary_table(comparison, setting, metrics=None):
   """A compact Markdown table from a comparison.json payload: per group n, each metric's
   mean [95% CI] at the final milestone, the first metric's best-of-n, and it/s.
 
   `setting` picks one evaluation setting: the end of the metric keys' bracket, e.g.
-  'generator: ema_generator; standing batches: 0'.
+  'generator: ema_generator; standing batches: 0'. `metrics`: (label, key prefix)
+  pairs, each of which every group must have once; by default those of SUMMARY_METRICS
+  that any group measured under `setting`.
   """
+  metrics = metrics or _measured(comparison, setting)
   first = metrics[0][0]
   lines = ["| group | n | " + " | ".join(f"{label} mean [95% CI]" for label, _ in metrics)
            + f" | {first} best-of-n (flatters by) | it/s median |",
@@ -168,6 +171,17 @@ def summary_table(comparison, setting, metrics=SUMMARY_METRICS):
     lines.append(f"| {group['name']} | {group['n']} | " + " | ".join(cells)
                  + f" | {best} | {_short(speed['median']) if speed else ''} |")
   return "\n".join(lines)
+
+
+def _measured(comparison, setting):
+  """The SUMMARY_METRICS with a key under `setting` in any group (none: ValueError)."""
+  keys = [k for g in comparison["groups"] for k in g["metrics"] if k.endswith(f"; {setting}]")]
+  found = tuple((label, prefix) for label, prefix in SUMMARY_METRICS
+                if any(k.split(" [")[0].startswith(prefix) for k in keys))
+  if not found:
+    raise ValueError(f"no group has any of {[p for _, p in SUMMARY_METRICS]} under "
+                     f"'{setting}'; name the setting as the metric keys end.")
+  return found
 
 
 def _short(value):
