@@ -157,8 +157,7 @@ def summary_table(comparison, setting, metrics=None):
   for group in comparison["groups"]:
     cells, best = [], ""
     for i, (_, prefix) in enumerate(metrics):
-      found = [m for k, m in group["metrics"].items()
-               if k.split(" [")[0].startswith(prefix) and k.endswith(f"; {setting}]")]
+      found = [m for k, m in group["metrics"].items() if _names(k, prefix, setting)]
       if len(found) != 1:
         raise ValueError(f"group {group['name']}: {len(found)} metrics named {prefix}* "
                          f"under '{setting}'; expected one.")
@@ -175,13 +174,19 @@ def summary_table(comparison, setting, metrics=None):
 
 def _measured(comparison, setting):
   """The SUMMARY_METRICS with a key under `setting` in any group (none: ValueError)."""
-  keys = [k for g in comparison["groups"] for k in g["metrics"] if k.endswith(f"; {setting}]")]
+  keys = [k for g in comparison["groups"] for k in g["metrics"]]
   found = tuple((label, prefix) for label, prefix in SUMMARY_METRICS
-                if any(k.split(" [")[0].startswith(prefix) for k in keys))
+                if any(_names(k, prefix, setting) for k in keys))
   if not found:
     raise ValueError(f"no group has any of {[p for _, p in SUMMARY_METRICS]} under "
                      f"'{setting}'; name the setting as the metric keys end.")
   return found
+
+
+def _names(key, prefix, setting):
+  """Whether a metric key ('fid2k/x [PROTOCOL; SETTING]') is metric `prefix`* under
+  `setting`."""
+  return key.split(" [")[0].startswith(prefix) and key.endswith(f"; {setting}]")
 
 
 def _short(value):
